@@ -1,0 +1,5 @@
+import sys
+
+from advcalib.cli import main
+
+sys.exit(main())

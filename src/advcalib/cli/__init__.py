@@ -1,0 +1,54 @@
+"""Command-line interface: ``advcalib SUBCOMMAND ...``.
+
+Each subcommand lives in its own module of this package, which defines
+``register(subparsers)``; the module adds its parser and sets ``func`` to a callable
+that takes the parsed arguments and returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+#: Modules of this package that define subcommands, in the order ``--help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "info",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="advcalib",
+        description="Calibrate nominal and adversarial DeepJet taggers on PFNano events.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"{__name__}.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def configure_logging(verbosity: int) -> None:
+    """Send advcalib's log records to stderr; the library itself only creates loggers."""
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("advcalib").setLevel(logging.INFO if verbosity == 0 else level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``advcalib`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
