@@ -77,8 +77,16 @@ class InputGroup:
         return low, high
 
 
-def _f(name: str, low: float | None = None, high: float | None = None, *, integer: bool = False, desc: str = "") -> Feature:
-    return Feature(name=name, integer=integer, low=low, high=high, description=desc)
+def _f(
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    integer: bool = False,
+    desc: str = "",
+    default: float = 0.0,
+) -> Feature:
+    return Feature(name=name, integer=integer, low=low, high=high, default=default, description=desc)
 
 
 GLOBAL = InputGroup(
@@ -92,7 +100,7 @@ GLOBAL = InputGroup(
         _f("nNpfcand", integer=True, desc="number of neutral PF candidates of the jet"),
         _f("nsv", integer=True, desc="number of secondary vertices within the jet cone"),
         _f("npv", integer=True, desc="number of reconstructed primary vertices (PV_npvs)"),
-        _f("TagVarCSV_trackSumJetEtRatio", desc="sum of selected-track ET over jet ET"),
+        _f("TagVarCSV_trackSumJetEtRatio", desc="sum of selected-track ET over jet ET (-999 when missing, as in CMSSW)"),
         _f("TagVarCSV_trackSumJetDeltaR", desc="Delta R between the track sum and the jet axis"),
         _f("TagVarCSV_vertexCategory", integer=True, desc="0 reconstructed SV, 1 pseudo-vertex, 2 none"),
         _f("TagVarCSV_trackSip2dValAboveCharm", desc="2D IP of the first track lifting the mass above the charm mass [cm]"),
@@ -108,24 +116,27 @@ CHARGED = InputGroup(
     name="charged",
     onnx_name="input_2",
     slots=25,
-    sort_order="descending 2D IP significance (trackSip2dSig); ties by ptrel",
+    sort_order=(
+        "descending 2D IP significance, then ascending Delta R to the nearest SV, then descending pt "
+        "ratio; the first 25 are kept"
+    ),
     features=(
         _f("Cpfcan_BtagPf_trackEtaRel", -5.0, 15.0, desc="track pseudorapidity relative to the jet axis"),
-        _f("Cpfcan_BtagPf_trackPtRel", -1.0, 4.0, desc="track pt relative to the jet axis [GeV]"),
-        _f("Cpfcan_BtagPf_trackPPar", -1e5, 1e5, desc="track momentum parallel to the jet axis [GeV]"),
+        _f("Cpfcan_BtagPf_trackPtRel", -1.0, 4.0, desc="track momentum transverse to the jet axis [GeV]"),
+        _f("Cpfcan_BtagPf_trackPPar", -1e5, 1e5, desc="track momentum along the jet axis [GeV]"),
         _f("Cpfcan_BtagPf_trackDeltaR", -5.0, 5.0, desc="Delta R between track and jet axis"),
-        _f("Cpfcan_BtagPf_trackPParRatio", -10.0, 100.0, desc="parallel momentum over jet momentum"),
+        _f("Cpfcan_BtagPf_trackPParRatio", -10.0, 100.0, desc="track momentum along the jet axis over track momentum"),
         _f("Cpfcan_BtagPf_trackSip2dVal", -1.0, 70.0, desc="signed 2D impact parameter [cm]"),
         _f("Cpfcan_BtagPf_trackSip2dSig", -1.0, 4e4, desc="signed 2D impact parameter significance"),
         _f("Cpfcan_BtagPf_trackSip3dVal", -1.0, 1e5, desc="signed 3D impact parameter [cm]"),
         _f("Cpfcan_BtagPf_trackSip3dSig", -1.0, 4e4, desc="signed 3D impact parameter significance"),
         _f("Cpfcan_BtagPf_trackJetDistVal", -20.0, 1.0, desc="distance of closest approach to the jet axis [cm]"),
-        _f("Cpfcan_ptrel", -1.0, 0.0, desc="candidate pt over jet pt, stored with a minus sign"),
-        _f("Cpfcan_drminsv", -0.4, 0.0, desc="minus the smallest Delta R to a secondary vertex (jet radius if none)"),
-        _f("Cpfcan_VTX_ass", integer=True, desc="primary-vertex association quality"),
+        _f("Cpfcan_ptrel", -1.0, 0.0, desc="candidate pt over raw jet pt, minus 1"),
+        _f("Cpfcan_drminsv", -0.4, 0.0, desc="smallest Delta R to a secondary vertex (at most 0.4), minus 0.4"),
+        _f("Cpfcan_VTX_ass", integer=True, desc="primary-vertex association quality (PackedCandidate, 0 to 7)"),
         _f("Cpfcan_puppiw", desc="PUPPI weight"),
-        _f("Cpfcan_chi2", -1.0, 300.0, desc="normalised track chi2"),
-        _f("Cpfcan_quality", integer=True, desc="track quality flags"),
+        _f("Cpfcan_chi2", -1.0, 300.0, default=300.0, desc="normalised track chi2 (-1 without track details)"),
+        _f("Cpfcan_quality", integer=True, desc="track quality mask (1 loose, 5 loose and highPurity)"),
     ),
 )
 
@@ -133,13 +144,16 @@ NEUTRAL = InputGroup(
     name="neutral",
     onnx_name="input_3",
     slots=25,
-    sort_order="descending minus drminsv, then ptrel (candidates nearest a secondary vertex first)",
+    sort_order=(
+        "ascending Delta R to the nearest SV (candidates nearest a vertex first), then descending pt "
+        "ratio; the first 25 are kept"
+    ),
     features=(
-        _f("Npfcan_ptrel", -1.0, 0.0, desc="candidate pt over jet pt, stored with a minus sign"),
-        _f("Npfcan_deltaR", -1.0, 0.0, desc="minus Delta R between candidate and jet axis"),
+        _f("Npfcan_ptrel", -1.0, 0.0, desc="candidate pt over raw jet pt, minus 1"),
+        _f("Npfcan_deltaR", -0.6, 0.0, desc="Delta R between candidate and jet axis, minus 0.6"),
         _f("Npfcan_isGamma", integer=True, desc="1 for photons, 0 for neutral hadrons"),
-        _f("Npfcan_HadFrac", desc="hadronic energy fraction of the candidate"),
-        _f("Npfcan_drminsv", -0.4, 0.0, desc="minus the smallest Delta R to a secondary vertex (jet radius if none)"),
+        _f("Npfcan_HadFrac", desc="HCAL fraction of the candidate energy (PackedCandidate hcalFraction)"),
+        _f("Npfcan_drminsv", -0.4, 0.0, desc="smallest Delta R to a secondary vertex (at most 0.4), minus 0.4"),
         _f("Npfcan_puppiw", desc="PUPPI weight"),
     ),
 )
@@ -148,20 +162,20 @@ VERTEX = InputGroup(
     name="vertex",
     onnx_name="input_4",
     slots=4,
-    sort_order="descending 3D flight-distance significance (d3dsig)",
+    sort_order="descending 2D flight-distance significance (dxysig); the first 4 within Delta R 0.4 are kept",
     features=(
         _f("sv_pt", desc="secondary-vertex pt [GeV]"),
-        _f("sv_deltaR", desc="Delta R between the flight direction and the jet axis, minus 0.5"),
+        _f("sv_deltaR", -2.0, 0.0, desc="Delta R between the SV momentum and the jet axis, minus 0.5"),
         _f("sv_mass", desc="secondary-vertex mass [GeV]"),
         _f("sv_ntracks", integer=True, desc="number of tracks of the vertex"),
         _f("sv_chi2", desc="vertex fit chi2"),
-        _f("sv_normchi2", -1000.0, 1000.0, desc="vertex fit chi2 over degrees of freedom"),
+        _f("sv_normchi2", -1000.0, 1000.0, default=1000.0, desc="vertex fit chi2 over degrees of freedom"),
         _f("sv_dxy", desc="2D flight distance [cm]"),
         _f("sv_dxysig", -1.0, 800.0, desc="2D flight-distance significance"),
         _f("sv_d3d", desc="3D flight distance [cm]"),
         _f("sv_d3dsig", -1.0, 800.0, desc="3D flight-distance significance"),
         _f("sv_costhetasvpv", desc="cosine of the angle between flight direction and momentum"),
-        _f("sv_enratio", desc="vertex energy over jet energy"),
+        _f("sv_enratio", desc="vertex energy over raw jet energy"),
     ),
 )
 

@@ -15,6 +15,15 @@ import sys
 #: Modules of this package that define subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "info",
+    "generate",
+    "inputs",
+    "run",
+    "train",
+    "evaluate",
+    "outputs",
+    "scalefactors",
+    "condor",
+    "merge",
 )
 
 

@@ -1,0 +1,41 @@
+"""Settings of a benchmark run, with the sizes of a full and of a quick (smoke-test) run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SectionName = Literal["roofline", "inference", "inputs", "processor", "training", "scaling"]
+SECTIONS: tuple[str, ...] = ("roofline", "inference", "inputs", "processor", "training", "scaling")
+
+
+class BenchConfig(BaseModel):
+    """What to measure and how large each measurement is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    out: Path = Field(description="folder for bench.json, bench.md and the generated samples")
+    device: str = Field("cpu", description="torch device of the inference and roofline measurements: cpu, cuda, cuda:N")
+    sections: tuple[SectionName, ...] = Field(SECTIONS, description="benchmarks to run, in this order")
+    threads: int | None = Field(None, ge=1, description="'all threads' count; default: the cores this process may use")
+    batch_sizes: tuple[int, ...] = Field((256, 1024, 4096, 8192), min_length=1, description="inference batch sizes [jets]")
+    inference_jets: int = Field(8192, ge=1, description="jets per timed inference pass (at least one batch)")
+    repeats: int = Field(2, ge=1, description="timed passes per measurement; the fastest counts")
+    matmul_size: int = Field(2048, ge=16, description="side of the square float32 matrices of the roofline")
+    sample_events: int = Field(20_000, ge=50, description="generated events of the largest dataset of the processor sample")
+    input_events: int = Field(3000, ge=50, description="generated ttbar events of the input-building sample")
+    train_jets: int = Field(8192, ge=16, description="jets in the training sample of one epoch")
+    train_batch_size: int = Field(1024, ge=2, description="jets per optimiser step in the training benchmark")
+    scaling_files: tuple[int, ...] = Field((1, 2, 4, 8), min_length=1, description="file counts of the memory scan")
+    seed: int = Field(1, description="seed of the generated samples and random inputs")
+
+    @classmethod
+    def quick(cls, out: Path, **overrides: object) -> BenchConfig:
+        """Return tiny sizes that exercise every code path in well under a minute."""
+        sizes: dict[str, object] = dict(
+            batch_sizes=(256,), inference_jets=256, repeats=1, matmul_size=128, sample_events=300,
+            input_events=100, train_jets=128, train_batch_size=64, scaling_files=(1, 2),
+        )
+        return cls(out=out, **(sizes | overrides))

@@ -1,0 +1,127 @@
+"""``advcalib run`` and ``advcalib demo``: a calibration run on a fileset, or on a generated sample."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+from advcalib.processor import DEFAULT_MODELS, STORED_MODEL
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    run_parser = subparsers.add_parser("run", help="select events, run the taggers and write histograms, JSD, SFs, plots")
+    run_parser.add_argument("--fileset", required=True, type=Path, help="fileset JSON with is_data, xsec, lumi metadata")
+    _add_common(run_parser)
+    run_parser.add_argument("--limit-files", type=int, default=None, metavar="N", help="process at most N files per dataset")
+    run_parser.add_argument("--lumi", type=float, default=None, help="luminosity in /pb (default: from the data datasets)")
+    run_parser.set_defaults(func=run_command)
+
+    demo_parser = subparsers.add_parser("demo", help="generate the demo sample and calibrate the packaged models on it")
+    _add_common(demo_parser)
+    demo_parser.add_argument("--events", type=int, default=None, help="events of the largest demo dataset (default: the preset's)")
+    demo_parser.add_argument("--seed", type=int, default=1, help="random seed of the generator")
+    demo_parser.set_defaults(func=demo_command)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, type=Path, help="output folder (must be new or empty unless --force)")
+    parser.add_argument(
+        "--model", action="append", default=None, metavar="NAME=SOURCE",
+        help="tagger to evaluate, repeatable: a packaged name (nominal, adversarial) or a .pt/.ts/.onnx file; "
+        f"default: {', '.join(DEFAULT_MODELS)}. Model '{STORED_MODEL}' (the file's own discriminators) is always filled",
+    )
+    parser.add_argument("--stored-only", action="store_true", help=f"fill only model '{STORED_MODEL}'; no tagger is run")
+    parser.add_argument("--executor", choices=("iterative", "futures"), default="iterative", help="coffea executor")
+    parser.add_argument("--workers", type=int, default=2, help="processes of the futures executor")
+    parser.add_argument("--chunksize", type=int, default=100_000, help="events per chunk")
+    parser.add_argument("--device", default=None, help="torch device of the taggers (default: CUDA when available)")
+    parser.add_argument("--force", action="store_true", help="write into a non-empty output folder")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def parse_models(specs: list[str] | None, *, stored_only: bool) -> dict[str, str]:
+    """Model name -> source from ``NAME=SOURCE`` options (a bare SOURCE is its own name)."""
+    if stored_only:
+        if specs:
+            raise ValueError("--stored-only and --model exclude each other; pass one of them")
+        return {}
+    if not specs:
+        return dict(DEFAULT_MODELS)
+    models: dict[str, str] = {}
+    for spec in specs:
+        name, _, source = spec.partition("=")
+        if not source:
+            source, name = name, Path(name).stem
+        if not name or name in models:
+            raise ValueError(f"--model {spec!r}: model names must be non-empty and unique")
+        if name == STORED_MODEL:
+            raise ValueError(f"--model {spec!r}: the name {STORED_MODEL!r} is reserved for the file's own discriminators")
+        models[name] = source
+    return models
+
+
+def _config(args: argparse.Namespace, fileset: Path, *, lumi: float | None = None, limit_files: int | None = None):
+    from advcalib.run import RunConfig
+
+    return RunConfig(
+        fileset=fileset, out=args.out, models=parse_models(args.model, stored_only=args.stored_only),
+        executor=args.executor, workers=args.workers, chunksize=args.chunksize, limit_files=limit_files,
+        lumi=lumi, force=args.force, progress=not args.no_progress, device=args.device,
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from advcalib.run import run_calibration
+
+    try:
+        config = _config(args, args.fileset, lumi=args.lumi, limit_files=args.limit_files)
+        summary = run_calibration(config)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as error:
+        print(f"advcalib run: error: {error}")
+        return 1
+    _report(summary)
+    return 1 if summary.failed_steps else 0
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from advcalib.generate import generate
+    from advcalib.run import prepare_output, run_calibration
+
+    start = time.perf_counter()
+    try:
+        prepare_output(args.out, force=args.force)
+        print(f"generating the demo sample in {args.out / 'sample'} ...")
+        fileset = generate("demo", args.out / "sample", seed=args.seed, events=args.events)
+        config = _config(args, Path(fileset)).model_copy(update={"force": True})
+        summary = run_calibration(config)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as error:
+        print(f"advcalib demo: error: {error}")
+        return 1
+    _report(summary)
+    print(f"demo finished in {time.perf_counter() - start:.0f} s")
+    return 1 if summary.failed_steps else 0
+
+
+def _report(summary) -> None:
+    if summary.jsd is not None:
+        from advcalib.divergence import format_markdown
+
+        print("Jensen-Shannon divergence between data and MC (OS-SS):")
+        print(format_markdown(summary.jsd))
+    for item in summary.result.get("skipped_models", []):
+        print(f"note: {item['file']} ({item['dataset']}): {item['reason']}; only model '{STORED_MODEL}' filled")
+    for step, reason in summary.skipped_steps.items():
+        print(f"step {step} skipped: {reason}")
+    for step, reason in summary.failed_steps.items():
+        print(f"step {step} failed: {reason} (see the log above; redo it from hists.coffea)")
+    print(f"outputs in {summary.out}:")
+    for path in summary.files:
+        if path.parent == summary.out:
+            print(f"  {path.name}")
+    plots = [path for path in summary.files if path.parent != summary.out]
+    if plots:
+        print(f"  plots/ ({len(plots)} files)")

@@ -1,0 +1,122 @@
+"""Jet constituents: particle-flow candidates with momenta, directions and track parameters.
+
+Per jet the generator draws fragmentation tracks, heavy-hadron decay tracks, photons,
+neutral hadrons and pileup tracks. Multiplicities grow with the logarithm of the jet pt,
+gluon jets have 30 % more constituents than quark jets, and b (c) hadrons decay into about
+4.3 (2.3) charged particles that share the hadron's momentum fraction ``z``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from advcalib.generate import kinematics as kin
+from advcalib.generate.jets import knob_per_jet
+from advcalib.generate.mismodeling import Mismodeling
+from advcalib.generate.table import Table, random_sign, segment_rank
+from advcalib.generate.tracks import add_track_parameters
+
+FRAGMENTATION, DECAY, PHOTON, NEUTRAL_HADRON, PILEUP = 0, 1, 2, 3, 4
+PION_MASS, MUON_MASS, ELECTRON_MASS = 0.13957, 0.10566, 0.000511
+#: Share of the hadron momentum carried by its charged decay products.
+CHARGED_DECAY_SHARE = 0.7
+
+
+def _multiplicities(rng: np.random.Generator, jets: Table, npv: np.ndarray, mismodeling: Mismodeling | None) -> dict[int, np.ndarray]:
+    flav = jets["hadron_flavour"]
+    gluon = np.abs(jets["parton_flavour"]) == 21
+    scale = knob_per_jet(mismodeling, "track_multiplicity", flav) * np.where(gluon, 1.3, 1.0)
+    base = np.clip(2.6 + 2.4 * np.log(jets["raw_pt"] / 12.0), 1.0, None) * scale
+    n_decay = np.select([flav == 5, flav == 4], [2 + rng.poisson(2.3, len(flav)), 1 + rng.poisson(1.3, len(flav))], 0)
+    n_decay = np.where((flav == 0) & (jets["lepton_flavour"] > 0), 1, n_decay)
+    n_frag = rng.poisson(base * (1.0 - 0.5 * jets["z"]))
+    n_neutral = rng.poisson(0.95 * base)
+    n_photon = rng.binomial(n_neutral, 0.7)
+    n_pileup = rng.poisson(0.03 * npv[jets["event"]])
+    return {FRAGMENTATION: n_frag, DECAY: n_decay, PHOTON: n_photon, NEUTRAL_HADRON: n_neutral - n_photon, PILEUP: n_pileup}
+
+
+def _layout(counts: dict[int, np.ndarray]) -> Table:
+    jet_parts, kind_parts, rank_parts = [], [], []
+    for kind, n in counts.items():
+        jet = np.repeat(np.arange(len(n)), n)
+        jet_parts.append(jet)
+        kind_parts.append(np.full(len(jet), kind, dtype=np.int8))
+        starts = np.repeat(np.cumsum(n) - n, n)
+        rank_parts.append(np.arange(len(jet)) - starts)
+    return Table(jet=np.concatenate(jet_parts), kind=np.concatenate(kind_parts), rank=np.concatenate(rank_parts))
+
+
+def _pt_shares(rng: np.random.Generator, cands: Table, jets: Table) -> np.ndarray:
+    """Momentum share of each candidate in its jet: decay products share ``D``, the rest ``1 - D``."""
+    kind, jet = cands["kind"], cands["jet"]
+    n_jets = len(jets)
+    is_lepton = (kind == DECAY) & (cands["rank"] == 0) & (jets["lepton_flavour"][jet] > 0)
+    lepton_share = jets["lepton_fraction"]
+    has_decay = np.bincount(jet[kind == DECAY], minlength=n_jets) > 0
+    decay_total = np.where(has_decay, np.maximum(CHARGED_DECAY_SHARE * jets["z"], lepton_share + 0.1 * jets["z"]), 0.0)
+    decay_total = np.where((jets["hadron_flavour"] == 0) & has_decay, lepton_share, decay_total)
+    other_decay = np.maximum(decay_total - np.where(jets["lepton_flavour"] > 0, lepton_share, 0.0), 0.0)
+    weight = np.where(kind == DECAY, rng.gamma(2.0, 1.0, len(kind)), rng.gamma(0.7, 1.0, len(kind)))
+    weight = np.where(is_lepton | (kind == PILEUP), 0.0, weight)
+    in_frag = (kind != DECAY) & (kind != PILEUP)
+    frag_sum = np.bincount(jet, np.where(in_frag, weight, 0.0), minlength=n_jets)
+    decay_sum = np.bincount(jet, np.where(kind == DECAY, weight, 0.0), minlength=n_jets)
+    share = np.where(in_frag, weight * (1.0 - decay_total)[jet] / np.maximum(frag_sum[jet], 1e-12),
+                     weight * other_decay[jet] / np.maximum(decay_sum[jet], 1e-12))
+    cands["is_lepton"] = is_lepton
+    return np.where(is_lepton, lepton_share[jet], share)
+
+
+def _directions(rng: np.random.Generator, cands: Table, jets: Table) -> None:
+    """Angles to the jet axis: Rayleigh spread for fragmentation, decay cone around the hadron."""
+    jet, kind = cands["jet"], cands["kind"]
+    n = len(jet)
+    gluon = np.abs(jets["parton_flavour"][jet]) == 21
+    momentum = np.maximum(cands["pt"], 0.2) * np.cosh(jets["eta"][jet])
+    spread = (0.025 + 0.11 / np.sqrt(np.maximum(cands["pt"], 0.3))) * np.where(gluon, 1.25, 1.0)
+    spread = np.where(kind == PILEUP, 0.2, spread)
+    pstar = np.where(jets["hadron_flavour"][jet] == 5, 1.6, np.where(jets["hadron_flavour"][jet] == 4, 0.75, 0.2))
+    decay_angle = np.minimum(pstar * np.sqrt(1 - rng.random(n) ** 2) / momentum, 0.35)
+    cands["decay_angle"] = np.where(kind == DECAY, decay_angle, 0.0)
+    hadron_offset = rng.rayleigh(0.012, len(jets))[jet]
+    d_r = np.where(kind == DECAY, np.hypot(decay_angle, hadron_offset), rng.rayleigh(spread))
+    d_r = np.where(d_r > 0.4, rng.uniform(0.0, 0.4, n), d_r)
+    psi = rng.uniform(-np.pi, np.pi, n)
+    cands["delta_r"] = d_r
+    cands["eta"] = jets["eta"][jet] + d_r * np.cos(psi)
+    cands["phi"] = kin.wrap_phi(jets["phi"][jet] + d_r * np.sin(psi))
+    lepton = cands["is_lepton"]
+    cands["eta"][lepton] = jets["lepton_eta"][jet[lepton]]
+    cands["phi"][lepton] = jets["lepton_phi"][jet[lepton]]
+    cands["delta_r"][lepton] = np.hypot(cands["eta"][lepton] - jets["eta"][jet[lepton]],
+                                        kin.delta_phi(cands["phi"][lepton], jets["phi"][jet[lepton]]))
+
+
+def _identities(rng: np.random.Generator, cands: Table, jets: Table) -> None:
+    kind, jet = cands["kind"], cands["jet"]
+    n = len(kind)
+    charged = (kind == FRAGMENTATION) | (kind == DECAY) | (kind == PILEUP)
+    charge = np.where(charged, random_sign(rng, n), 0)
+    lepton = cands["is_lepton"]
+    charge[lepton] = jets["lepton_charge"][jet[lepton]]
+    flavour = jets["lepton_flavour"][jet]
+    # pdgId 13 is mu-, 11 is e-, 211 is pi+.
+    pdg = np.select([lepton & (flavour == 13), lepton & (flavour == 11), charged, kind == PHOTON],
+                    [-13 * charge, -11 * charge, 211 * charge, 22], 130)
+    mass = np.select([np.abs(pdg) == 13, np.abs(pdg) == 11, charged], [MUON_MASS, ELECTRON_MASS, PION_MASS], 0.0)
+    cands.update(charge=charge.astype(np.int32), pdgId=pdg.astype(np.int32), mass=mass, charged=charged)
+
+
+def build_constituents(rng: np.random.Generator, jets: Table, npv: np.ndarray, mismodeling: Mismodeling | None) -> Table:
+    """Candidates of every jet, sorted by jet and by descending pt inside a jet."""
+    cands = _layout(_multiplicities(rng, jets, npv, mismodeling))
+    share = _pt_shares(rng, cands, jets)
+    pileup_pt = 0.5 + rng.exponential(0.8, len(share))
+    cands["pt"] = np.where(cands["kind"] == PILEUP, pileup_pt, share * jets["raw_pt"][cands["jet"]])
+    keep = np.flatnonzero(cands["pt"] > 0.05)
+    cands = cands.take(keep[segment_rank(cands["jet"][keep], cands["pt"][keep])])
+    _directions(rng, cands, jets)
+    _identities(rng, cands, jets)
+    add_track_parameters(rng, cands, jets, mismodeling)
+    return cands

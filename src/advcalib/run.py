@@ -1,0 +1,263 @@
+"""A calibration run as a list of steps: process, normalise, save, then the derived outputs.
+
+:data:`STEPS` names them in order. ``process`` runs :class:`CalibrationProcessor` over
+the fileset with coffea's Runner, ``normalise`` scales simulation to cross-section times
+luminosity over the sum of generator weights, ``save`` writes ``hists.coffea`` and
+``cutflow.json``. The steps after it (JSD, efficiencies, scale factors, plots) each read
+the saved result; a step whose module is not installed is skipped with a warning and
+listed as skipped in the summary. An error in one of these later steps is logged with its
+traceback and listed in ``failed_steps``, and the other steps still run, because
+``hists.coffea`` is already written and each step can be redone from it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from coffea import processor
+from coffea.nanoevents import PFNanoAODSchema
+from coffea.util import save
+from pydantic import BaseModel, ConfigDict, Field
+
+from advcalib.fileset import Dataset, coffea_fileset, load_fileset
+from advcalib.processor import DEFAULT_MODELS, STORED_MODEL, CalibrationProcessor, cached_tagger
+
+logger = logging.getLogger(__name__)
+
+#: Source recorded for the model whose values come from the file.
+STORED_SOURCE = "Jet_btagDeepFlav* branches of the input files"
+
+
+class RunConfig(BaseModel):
+    """Options of one calibration run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fileset: Path = Field(description="fileset JSON (see advcalib.fileset)")
+    out: Path = Field(description="output folder; must be empty or new unless force is set")
+    models: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MODELS), description="model name -> tagger source")
+    executor: Literal["iterative", "futures"] = Field("iterative", description="coffea executor")
+    workers: int = Field(2, gt=0, description="processes of the futures executor")
+    chunksize: int = Field(100_000, gt=0, description="events per chunk")
+    limit_files: int | None = Field(None, gt=0, description="at most this many files per dataset")
+    lumi: float | None = Field(None, gt=0, description="luminosity in /pb; default: from the data datasets")
+    force: bool = Field(False, description="write into a non-empty output folder")
+    progress: bool = Field(False, description="show coffea's progress bar")
+    device: str | None = Field(None, description="torch device of the taggers; default CUDA when available")
+
+
+@dataclass
+class RunSummary:
+    """Where the outputs went and which optional steps ran."""
+
+    out: Path
+    files: list[Path] = field(default_factory=list)
+    skipped_steps: dict[str, str] = field(default_factory=dict)
+    failed_steps: dict[str, str] = field(default_factory=dict)
+    step_seconds: dict[str, float] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)
+    jsd: dict[str, Any] | None = None
+
+
+def prepare_output(out: Path, *, force: bool) -> None:
+    """Create ``out``; a non-empty existing folder is rejected unless ``force``."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output {out} exists and is not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise FileExistsError(f"output folder {out} is not empty; choose another --out or pass --force to overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def run_calibration(config: RunConfig) -> RunSummary:
+    """Run every step of :data:`STEPS` and return the summary."""
+    prepare_output(config.out, force=config.force)
+    datasets = calibration_datasets(load_fileset(config.fileset))
+    for name, source in config.models.items():
+        logger.info("model %s: %s", name, source)
+        cached_tagger(source, config.device)  # fails here, before any event is read
+    summary = RunSummary(out=config.out)
+    state: dict[str, Any] = {"config": config, "datasets": datasets}
+    for name, step in STEPS:
+        start = time.perf_counter()
+        if name in REQUIRED_STEPS:
+            step(state, summary)
+        else:
+            _run_derived(name, step, state, summary)
+        summary.step_seconds[name] = time.perf_counter() - start
+    return summary
+
+
+def _run_derived(name: str, step: Callable[[dict[str, Any], RunSummary], None], state: dict[str, Any], summary: RunSummary) -> None:
+    try:
+        step(state, summary)
+    except Exception as error:  # noqa: BLE001 - the saved histograms stay valid; the step can be redone
+        logger.exception("step %s failed; the histograms are saved in %s and the step can be redone from them", name, summary.out)
+        summary.failed_steps[name] = f"{type(error).__name__}: {error}"
+
+
+def calibration_datasets(datasets: Mapping[str, Dataset]) -> dict[str, Dataset]:
+    """Datasets with role ``calibration``; training datasets are not processed."""
+    kept = {name: ds for name, ds in datasets.items() if ds.metadata.role == "calibration"}
+    for name in sorted(set(datasets) - set(kept)):
+        logger.info("dataset %s has role 'training'; not processed", name)
+    if not kept:
+        raise ValueError("the fileset has no dataset with role 'calibration'")
+    return kept
+
+
+def step_process(state: dict[str, Any], summary: RunSummary) -> None:
+    config: RunConfig = state["config"]
+    if config.executor == "futures":
+        executor = processor.FuturesExecutor(workers=config.workers, status=config.progress)
+    else:
+        executor = processor.IterativeExecutor(status=config.progress)
+    runner = processor.Runner(executor=executor, schema=PFNanoAODSchema, chunksize=config.chunksize)
+    fileset = coffea_fileset(state["datasets"], limit_files=config.limit_files)
+    instance = CalibrationProcessor(models=config.models, device=config.device)
+    state["raw"] = runner(fileset, instance)
+
+
+def step_normalise(state: dict[str, Any], summary: RunSummary) -> None:
+    config: RunConfig = state["config"]
+    state["result"] = normalise(state["raw"], state["datasets"], lumi=config.lumi, models=config.models,
+                                limited=config.limit_files is not None)
+    summary.result = state["result"]
+
+
+def normalise(
+    raw: Mapping[str, Any], datasets: Mapping[str, Dataset], *, lumi: float | None, models: Mapping[str, str], limited: bool = False
+) -> dict[str, Any]:
+    """Scale each simulated dataset by xsec * lumi / sumw and build the saved result.
+
+    ``sumw`` is the metadata value, or the processed sum of genWeight when the metadata
+    has none or when ``limited`` (only some files processed). ``lumi`` defaults to the
+    data datasets' common luminosity. Values and variances of every histogram slice of
+    the dataset scale by norm and norm squared.
+    """
+    lumi = resolve_lumi(datasets, lumi)
+    hists = raw["hists"]
+    info: dict[str, dict[str, Any]] = {}
+    for name, dataset in datasets.items():
+        meta = dataset.metadata.model_dump()
+        processed = float(raw["sumw"].get(name, 0.0))
+        if meta["is_data"]:
+            norm = 1.0
+        else:
+            sumw = processed if (meta["sumw"] is None or limited) else meta["sumw"]
+            norm = meta["xsec"] * lumi / sumw if sumw > 0 else 0.0
+            if sumw <= 0:
+                logger.warning("dataset %s: sum of weights %g; its histograms are set to zero", name, sumw)
+        scale_dataset(hists, name, norm)
+        info[name] = meta | {"norm": norm, "sumw_processed": processed, "n_events": int(raw["n_events"].get(name, 0))}
+    skipped = sorted(raw.get("skipped_models", set()))
+    return {
+        "hists": hists,
+        "truth_hists": raw["truth_hists"],
+        "cutflow": raw["cutflow"],
+        "datasets": info,
+        "models": {STORED_MODEL: STORED_SOURCE} | {name: str(source) for name, source in models.items()},
+        "lumi": lumi,
+        "skipped_models": [{"dataset": d, "file": f, "reason": r} for d, f, r in skipped],
+    }
+
+
+def resolve_lumi(datasets: Mapping[str, Dataset], lumi: float | None) -> float:
+    """Luminosity in /pb: the given value, else the one value the data datasets share."""
+    if lumi is not None:
+        return float(lumi)
+    values = {name: ds.metadata.lumi for name, ds in datasets.items() if ds.metadata.is_data and ds.metadata.lumi}
+    if len(set(values.values())) == 1:
+        return float(next(iter(values.values())))
+    if not values:
+        raise ValueError("no luminosity: add 'lumi' (/pb) to the metadata of a data dataset or pass --lumi")
+    listed = ", ".join(f"{name}: {value}" for name, value in values.items())
+    raise ValueError(f"data datasets disagree on the luminosity ({listed}); pass --lumi")
+
+
+def scale_dataset(hists: Mapping[str, Any], dataset: str, norm: float) -> None:
+    """Multiply the values of ``dataset`` by ``norm`` and the variances by its square, in place."""
+    for h in hists.values():
+        axis = h.axes["dataset"]
+        if dataset not in axis:
+            continue
+        view = h.view(flow=True)
+        index = axis.index(dataset)
+        view.value[index] *= norm
+        view.variance[index] *= norm * norm
+
+
+def step_save(state: dict[str, Any], summary: RunSummary) -> None:
+    out = summary.out
+    result = state["result"]
+    save(result, out / "hists.coffea")
+    (out / "cutflow.json").write_text(json.dumps(result["cutflow"], indent=2) + "\n")
+    summary.files += [out / "hists.coffea", out / "cutflow.json"]
+
+
+def _optional(module: str) -> Any | None:
+    """Import ``module``, or None when that module itself is not installed."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name and module.startswith(error.name):
+            return None
+        raise
+
+
+def _skip(summary: RunSummary, step: str, module: str) -> None:
+    logger.warning("step %s skipped: module %s is not installed", step, module)
+    summary.skipped_steps[step] = f"module {module} not installed"
+
+
+def step_divergence(state: dict[str, Any], summary: RunSummary) -> None:
+    divergence = _optional("advcalib.divergence")
+    if divergence is None:
+        return _skip(summary, "divergence", "advcalib.divergence")
+    table = divergence.jsd_table(state["result"])
+    summary.jsd = table
+    state["jsd"] = table
+    summary.files += divergence.write_jsd_table(table, summary.out)
+
+
+def step_efficiency(state: dict[str, Any], summary: RunSummary) -> None:
+    efficiency = _optional("advcalib.efficiency")
+    if efficiency is None:
+        return _skip(summary, "efficiency", "advcalib.efficiency")
+    rows = efficiency.efficiency_table(state["result"])
+    summary.files.append(efficiency.write_efficiency(rows, summary.out))
+
+
+def step_scalefactors(state: dict[str, Any], summary: RunSummary) -> None:
+    scalefactors = _optional("advcalib.scalefactors")
+    if scalefactors is None or not hasattr(scalefactors, "derive_scale_factors"):
+        return _skip(summary, "scalefactors", "advcalib.scalefactors.derive_scale_factors")
+    state["scalefactors"] = scalefactors.derive_scale_factors(state["result"], summary.out)
+
+
+def step_plots(state: dict[str, Any], summary: RunSummary) -> None:
+    plotting = _optional("advcalib.plotting")
+    if plotting is None:
+        return _skip(summary, "plots", "advcalib.plotting")
+    summary.files += plotting.plot_all(state["result"], summary.out, state.get("jsd"))
+
+
+#: Steps whose failure stops the run; the others only record their error.
+REQUIRED_STEPS: frozenset[str] = frozenset({"process", "normalise", "save"})
+
+#: The steps of a run, in order.
+STEPS: tuple[tuple[str, Callable[[dict[str, Any], RunSummary], None]], ...] = (
+    ("process", step_process),
+    ("normalise", step_normalise),
+    ("save", step_save),
+    ("divergence", step_divergence),
+    ("efficiency", step_efficiency),
+    ("scalefactors", step_scalefactors),
+    ("plots", step_plots),
+)

@@ -1,0 +1,295 @@
+"""Shape fits, bin grouping, pseudo-experiments, variations and WP SFs on hand-built histograms."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from advcalib.cli import main
+from advcalib.histograms import make_histograms
+from advcalib.scalefactors import ScaleFactorConfig, btag, ctag, derive_model, derive_scale_factors
+from advcalib.scalefactors.config import FitConfig
+from advcalib.scalefactors.fit import global_chi2
+from advcalib.scalefactors.grouping import adaptive_groups, check_levels
+from advcalib.scalefactors.systematics import derive_variations
+from advcalib.scalefactors.toys import statistical_uncertainty, toy_scale_factors
+from advcalib.scalefactors.toysample import ToySample, toy_result
+from advcalib.scalefactors.wp import pass_mask, wp_scale_factors, working_points
+
+GRID = 20
+CENTRES = (np.arange(GRID) + 0.5) / GRID
+X, Y = np.meshgrid(CENTRES, CENTRES, indexing="ij")
+#: Smooth positive shapes of light and c jets on the CvsL x CvsB map (their ratio stays in [0.3, 3]).
+LIGHT_SHAPE = 1.5 - X
+C_SHAPE = 0.5 + X * Y
+
+
+def set_bins(hists, *, selection, flavour, values, variances=None, osss=1, model="m", systematic="nominal"):
+    """Write bin contents of the CvsL_CvsB map of one category directly into the histogram."""
+    h = hists["CvsL_CvsB"]
+    h.fill(dataset="d", selection=selection, channel="c", model=model, flavour=flavour, osss=osss,
+           systematic=systematic, CvsL=0.5, CvsB=0.5, weight=0.0)
+    index = tuple(h.axes[name].index(key) for name, key in (
+        ("dataset", "d"), ("selection", selection), ("channel", "c"), ("model", model), ("flavour", flavour),
+        ("osss", osss), ("systematic", systematic)))
+    view = h.view()[index]
+    view["value"] = values
+    view["variance"] = values if variances is None else variances
+
+
+def normalised(sf, shape):
+    """SF scaled so that the shape's yield is unchanged, the fit's convention."""
+    return sf * shape.sum() / (shape * sf).sum()
+
+
+def exact_two_flavour_result(light_sf, c_sf):
+    hists = make_histograms()
+    yields = {"light": {"light": 2000.0, "c": 400.0}, "charm": {"light": 600.0, "c": 1600.0}}
+    for region, parts in yields.items():
+        light = parts["light"] * LIGHT_SHAPE
+        c = parts["c"] * C_SHAPE
+        set_bins(hists, selection=region, flavour="light", values=light, variances=light * 1e-3)
+        set_bins(hists, selection=region, flavour="c", values=c, variances=c * 1e-3)
+        set_bins(hists, selection=region, flavour="data", values=light * light_sf + c * c_sf)
+    return {"hists": hists}
+
+
+def test_single_flavour_recovers_known_sf():
+    true_sf = 1.0 + 0.4 * (X - 0.5) - 0.2 * (Y - 0.5)
+    hists = make_histograms()
+    mc = 1000.0 * LIGHT_SHAPE
+    set_bins(hists, selection="light", flavour="light", values=mc, variances=mc * 1e-3)
+    set_bins(hists, selection="light", flavour="data", values=1.3 * mc * true_sf)
+    templates = ctag.read_templates({"hists": hists}, model="m", systematic="nominal")
+    result = ctag.fit(templates, config=FitConfig(learning_rate=0.5))
+    light = 2
+    assert result.fitted[light].all()
+    np.testing.assert_allclose(result.sf[light], normalised(true_sf, mc), rtol=1e-6)
+    assert not result.fitted[:2].any()
+    np.testing.assert_array_equal(result.sf[:2], 1.0)
+    assert result.normalisation["light"] == pytest.approx(1.3 * (mc * true_sf).sum() / mc.sum())
+
+
+def test_two_flavours_with_contamination():
+    light_sf = normalised(1.0 + 0.3 * (X - 0.5), LIGHT_SHAPE)
+    c_sf = normalised(1.0 - 0.4 * (Y - 0.5), C_SHAPE)
+    templates = ctag.read_templates(exact_two_flavour_result(light_sf, c_sf), model="m", systematic="nominal")
+    result = ctag.fit(templates, config=FitConfig(learning_rate=0.7, max_iterations=200, tolerance=0.0))
+    assert result.fitted[1:].all()
+    np.testing.assert_allclose(result.sf[2], light_sf, rtol=1e-4)
+    np.testing.assert_allclose(result.sf[1], c_sf, rtol=1e-4)
+    assert result.order == ["light", "charm"]
+
+
+def test_contamination_ignored_biases_sf():
+    light_sf = normalised(1.0 + 0.3 * (X - 0.5), LIGHT_SHAPE)
+    c_sf = normalised(1.0 - 0.4 * (Y - 0.5), C_SHAPE)
+    templates = ctag.read_templates(exact_two_flavour_result(light_sf, c_sf), model="m", systematic="nominal")
+    config = FitConfig(contamination_scale=1.2, max_iterations=200, tolerance=0.0)
+    shifted = ctag.fit(templates, config=config)
+    assert np.abs(shifted.sf[1] - c_sf).max() > 1e-3
+
+
+def test_fit_stops_when_chi2_stops_improving():
+    result = toy_result(ToySample(n_data=20000), seed=2)
+    templates = ctag.read_templates(result, model="toy", systematic="nominal")
+    config = FitConfig(preserve_flavour_yield=False, learning_rate=0.3)
+    fit = ctag.fit(templates, config=config)
+    assert fit.converged
+    assert fit.n_iterations == len(fit.chi2) - 1
+    assert fit.n_iterations < config.max_iterations
+    assert all(later < earlier for earlier, later in zip(fit.chi2[:-2], fit.chi2[1:-1]))
+    assert fit.chi2[-2] - fit.chi2[-1] <= config.tolerance * fit.chi2[-2]
+    # The kept SFs are those of the best chi2, not of the last trial.
+    from advcalib.scalefactors.fit import _normalise, _targets
+
+    mc, _ = _normalise(templates.data, templates.mc)
+    targets = _targets(templates.regions, templates.data, mc)
+    assert global_chi2(templates.data, mc, fit.sf, targets=targets) == pytest.approx(min(fit.chi2))
+
+
+def test_fit_iteration_limit_warns(caplog):
+    templates = ctag.read_templates(toy_result(ToySample(n_data=5000)), model="toy", systematic="nominal")
+    with caplog.at_level(logging.WARNING, logger="advcalib.scalefactors.fit"):
+        fit = ctag.fit(templates, config=FitConfig(max_iterations=1, learning_rate=0.1))
+    assert not fit.converged
+    assert fit.n_iterations == 1
+    assert "did not converge" in caplog.text
+
+
+def test_sparse_bins_keep_unit_sf():
+    hists = make_histograms()
+    mc = 1000.0 * LIGHT_SHAPE
+    mc[:, 15:] = 0.0
+    mc[0, 19] = 0.5
+    set_bins(hists, selection="light", flavour="light", values=mc, variances=mc * 1e-3)
+    data = mc * 1.2
+    data[0, 19] = 3.0
+    set_bins(hists, selection="light", flavour="data", values=data)
+    templates = ctag.read_templates({"hists": hists}, model="m", systematic="nominal")
+    fit = ctag.fit(templates, config=FitConfig())
+    assert not fit.fitted[2][:, 15:].any()
+    np.testing.assert_array_equal(fit.sf[2][:, 15:], 1.0)
+    assert fit.fitted[2][:, :15].all()
+
+
+def test_grouping_merges_sparse_blocks():
+    signal = np.full((GRID, GRID), 400.0)
+    signal[16:, 16:] = 1.0
+    labels = adaptive_groups(signal, signal, levels=ctag.block_levels(), max_relative_uncertainty=0.2)
+    assert (labels >= 0).all()
+    corner = np.unique(labels[16:, 16:])
+    assert len(corner) == 1
+    assert len(np.unique(labels)) == GRID * GRID - 16 + 1
+
+
+def test_grouping_rejects_non_nested_levels():
+    with pytest.raises(ValueError, match="does not tile"):
+        check_levels((20, 20), [(20, 20), (3, 3), (1, 1)])
+    with pytest.raises(ValueError, match="whole grid"):
+        check_levels((20, 20), [(4, 4), (1, 1)])
+
+
+def test_toys_reproduce_expected_spread():
+    # Every bin holds N data events and a precise MC; the SF of a bin is then a multinomial
+    # fraction ratio with relative spread sqrt((1 - p) / N), p = 1 / 400.
+    hists = make_histograms()
+    n = 400.0
+    mc = np.full((GRID, GRID), n)
+    set_bins(hists, selection="light", flavour="light", values=mc, variances=mc * 1e-4)
+    set_bins(hists, selection="light", flavour="data", values=mc.copy())
+    templates = ctag.read_templates({"hists": hists}, model="m", systematic="nominal")
+    config = FitConfig(learning_rate=1.0)
+    central = ctag.fit(templates, config=config)
+    toys = toy_scale_factors(templates, fit=lambda t, grouping: ctag.fit(t, config=config, grouping=grouping),
+                             grouping=central.grouping, n_toys=100, seed=3)
+    sigma = statistical_uncertainty(toys)[2]
+    expected = np.sqrt((1 - 1 / (GRID * GRID)) / n)
+    assert sigma.mean() == pytest.approx(expected, rel=0.05)
+    assert np.abs(toys[:, 2].mean(axis=0) - 1.0).mean() < 3 * expected / np.sqrt(100)
+
+
+def test_toys_are_seeded():
+    templates = btag.read_templates(toy_result(ToySample(n_data=3000)), model="toy", systematic="nominal")
+    central = btag.fit(templates, config=FitConfig())
+    refit = lambda t, grouping: btag.fit(t, config=FitConfig(), grouping=grouping)  # noqa: E731
+    first = toy_scale_factors(templates, fit=refit, grouping=central.grouping, n_toys=3, seed=7)
+    again = toy_scale_factors(templates, fit=refit, grouping=central.grouping, n_toys=3, seed=7)
+    other = toy_scale_factors(templates, fit=refit, grouping=central.grouping, n_toys=3, seed=8)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+@pytest.fixture(scope="module")
+def toy_with_jes():
+    result = toy_result(ToySample(n_data=8000, jes_shift=0.05), seed=4)
+    return result, derive_model(result, "toy", config=ScaleFactorConfig(n_toys=10))
+
+
+def test_variations_named_and_ordered(toy_with_jes):
+    _, sfs = toy_with_jes
+    expected = {"central"} | {f"{d}_{n}" for d in ("up", "down") for n in ("stat", "stats1", "stats2", "contam", "jes")}
+    for shape in (sfs.ctag, sfs.btag):
+        assert set(shape.variations) == expected
+        v = shape.variations
+        assert (v["up_stat"] >= v["central"]).all()
+        assert (v["down_stat"] <= v["central"]).all()
+        assert (v["down_stat"] >= 0).all()
+        assert not np.allclose(v["up_contam"], v["down_contam"])
+        assert (shape.sigma[~shape.fit.fitted] == ScaleFactorConfig().fit.unfitted_uncertainty).all()
+    # pt does not enter the c-tag map, so the JES-shifted MC gives the same c-tag SFs.
+    np.testing.assert_allclose(sfs.ctag.variations["up_jes"], sfs.ctag.variations["central"])
+    assert not np.allclose(sfs.btag.variations["up_jes"], sfs.btag.variations["central"])
+
+
+def test_variations_without_jes():
+    result = toy_result(ToySample(n_data=3000), seed=5)
+    templates = ctag.read_templates(result, model="toy", systematic="nominal")
+    config = ScaleFactorConfig(n_toys=3)
+    central = ctag.fit(templates, config=config.fit)
+    variations, sigma = derive_variations(templates, fit=ctag.fit, central=central,
+                                          coordinate=ctag.shape_coordinate(templates), config=config)
+    assert not any("jes" in name for name in variations)
+    assert sigma.shape == central.sf.shape
+
+
+def test_wp_sf_known_answer():
+    # One flavour, 1D grid of 4 bins with equal MC; SF 2 in the two passing bins, 1 below.
+    mc = np.full((1, 4), 10.0)
+    sf = np.array([[1.0, 1.0, 2.0, 2.0]])
+    mask = np.array([False, False, True, True])
+    result = wp_scale_factors(mc, sf, mask, sum_axes=(0,))
+    # eff_mc = 1/2, eff_data = 40/60 = 2/3
+    assert result[0] == pytest.approx(4.0 / 3.0)
+
+
+def test_wp_sf_empty_flavour_is_one():
+    result = wp_scale_factors(np.zeros((1, 4)), np.full((1, 4), 2.0), np.array([False, True, True, True]), sum_axes=(0,))
+    assert result[0] == 1.0
+
+
+def test_wp_masks_follow_efficiency_table():
+    edges = (np.linspace(0, 1, 21),)
+    points = working_points("BvsAll")
+    assert set(points) == {"L", "M", "T"}
+    passing = {level: int(pass_mask(point, axis_names=("BvsAll",), edges=edges).sum()) for level, point in points.items()}
+    assert passing["L"] > passing["M"] > passing["T"] > 0
+    ctag_points = working_points("CvsL_CvsB")
+    mask = pass_mask(ctag_points["M"], axis_names=("CvsL", "CvsB"), edges=edges * 2)
+    assert mask.shape == (20, 20)
+    assert mask[-1, -1] and not mask[0, 0]
+
+
+def test_missing_model_and_systematic_named():
+    result = toy_result(ToySample(n_data=500))
+    with pytest.raises(ValueError, match="no model 'other'.*toy"):
+        ctag.read_templates(result, model="other", systematic="nominal")
+    with pytest.raises(ValueError, match="no systematic 'jesUp'.*nominal"):
+        ctag.read_templates(result, model="toy", systematic="jesUp")
+
+
+def test_missing_region_keeps_unit_sf():
+    result = toy_result(ToySample(n_data=3000))
+    h = result["hists"]["CvsL_CvsB"]
+    view = h.view(flow=True)
+    bottom = h.axes["selection"].index("bottom")
+    view["value"][:, bottom] = 0.0
+    view["variance"][:, bottom] = 0.0
+    templates = ctag.read_templates(result, model="toy", systematic="nominal")
+    fit = ctag.fit(templates, config=FitConfig())
+    assert not fit.fitted[0].any()
+    np.testing.assert_array_equal(fit.sf[0], 1.0)
+    assert fit.fitted[1].any() and fit.fitted[2].any()
+
+
+def test_derive_scale_factors_writes_outputs(tmp_path):
+    result = toy_result(ToySample(n_data=3000))
+    del result["truth_hists"]
+    summary = derive_scale_factors(result, tmp_path / "sf", config=ScaleFactorConfig(n_toys=3, plots=False))
+    out = tmp_path / "sf"
+    assert (out / "sf_toy.json.gz").is_file()
+    assert (out / "diagnostics.json").is_file()
+    assert not (out / "closure.json").exists()
+    assert "closure" not in summary["models"]["toy"]
+    assert summary["models"]["toy"]["ctag"]["n_iterations"] >= 1
+    assert not list(out.glob(".*tmp"))
+
+
+def test_cli_scalefactors(tmp_path, capsys):
+    from coffea.util import save
+
+    path = tmp_path / "hists.coffea"
+    save(toy_result(ToySample(n_data=3000)), str(path))
+    assert main(["scalefactors", str(path), "--out", str(tmp_path / "out"), "--toys", "3"]) == 0
+    output = capsys.readouterr().out
+    assert "toy:" in output and "closure pulls" in output
+    for name in ("sf_toy.json.gz", "diagnostics.json", "closure.json", "sf_toy_ctag.png", "closure_pulls_toy.png"):
+        assert (tmp_path / "out" / name).is_file(), name
+
+
+def test_cli_rejects_missing_file(tmp_path, capsys):
+    missing = tmp_path / "none.coffea"
+    assert main(["scalefactors", str(missing), "--out", str(tmp_path)]) == 1
+    assert str(missing) in capsys.readouterr().out
