@@ -43,11 +43,18 @@ ADVCALIB_RUN_ARGS=()
 OUT="$SCRATCH/advcalib-out-$JOB_NAME"
 rm -rf "$OUT"
 echo "advcalib job $JOB_NAME on $(hostname) at $(date -u +%FT%TZ): python $(command -v python)"
-advcalib run --fileset "$FILESET" --out "$OUT" --no-progress "${ADVCALIB_RUN_ARGS[@]}"
+status=0
+advcalib run --fileset "$FILESET" --out "$OUT" --no-progress "${ADVCALIB_RUN_ARGS[@]}" || status=$?
 
-if [ ! -f "$OUT/hists.coffea" ]; then
-    echo "advcalib run finished without $OUT/hists.coffea; nothing published" >&2
-    exit 4
+# advcalib run writes cutflow.json right after hists.coffea, so both present means the
+# histograms are complete. A non-zero status then comes from a derived step (JSD, scale
+# factors, plots), which `advcalib merge` redoes on the merged histograms anyway.
+if [ ! -f "$OUT/hists.coffea" ] || [ ! -f "$OUT/cutflow.json" ]; then
+    echo "advcalib run failed (exit status $status) before saving its histograms; nothing published" >&2
+    exit $(( status == 0 ? 4 : status ))
+fi
+if [ "$status" -ne 0 ]; then
+    echo "advcalib run exited with status $status after saving its histograms; publishing them" >&2
 fi
 # Copy into a temporary folder inside JOB_DIR (same filesystem), then rename into place.
 PARTIAL="$JOB_DIR/.partial-$$"

@@ -24,6 +24,7 @@ from advcalib.scalefactors.toysample import ToySample, toy_result
 SHAPE_INPUTS = {
     "ctag_shape": ["systematic", "flavor", "CvL", "CvB"],
     "btag_shape": ["systematic", "flavor", "abseta", "pt", "discriminant"],
+    "bvsl_shape": ["systematic", "flavor", "discriminant"],
     "btag_wp": ["systematic", "working_point", "flavor", "abseta", "pt"],
     "ctag_wp": ["systematic", "working_point", "flavor"],
 }
@@ -83,11 +84,13 @@ def test_every_systematic_and_flavour_evaluates(payload_path, model_sfs, name):
             if name.endswith("_wp"):
                 for point in ("L", "M", "T"):
                     out = correction.evaluate(systematic, point, flavor, *real_inputs(name, n, rng))
-                    assert np.all(np.isfinite(out)) and np.all(out >= 0)
+                    assert np.all(np.isfinite(out))
+                    assert np.all(out >= 0)
             else:
                 out = correction.evaluate(systematic, flavor, *real_inputs(name, n, rng))
                 assert out.shape == (n,)
-                assert np.all(np.isfinite(out)) and np.all(out >= 0)
+                assert np.all(np.isfinite(out))
+                assert np.all(out >= 0)
 
 
 def test_awkward_inputs_keep_structure(payload_path):
@@ -121,6 +124,8 @@ def test_values_match_fitted_arrays(payload_path, model_sfs):
         eta = np.full(20, 0.5 * (eta_edges[1] + eta_edges[2]))
         out = cset["btag_shape"].evaluate("central", code[:20], eta, pt, centres)
         np.testing.assert_allclose(out, model_sfs.btag.variations["central"][f, 2, 1])
+        bvsl = cset["bvsl_shape"].evaluate("up_stats2", code[:20], centres)
+        np.testing.assert_allclose(bvsl, model_sfs.bvsl.variations["up_stats2"][f])
         wp = cset["btag_wp"].evaluate("central", "T", code[:1], eta[:1], pt[:1])
         np.testing.assert_allclose(wp, model_sfs.btag_wp["central"]["T"][f, 2, 1])
         ctag_wp = cset["ctag_wp"].evaluate("up_stat", "L", int(HADRON_FLAVOUR[flavour]))

@@ -21,7 +21,7 @@ from advcalib.processor import (
     stored_discriminators,
     unique_pairs,
 )
-from advcalib.selections import Selection, make_selection
+from advcalib.selections import MissingInputError, Selection, make_selection
 from advcalib.selections.cuts import Cut, CutTable, SelectionSteps
 
 torch.set_num_threads(1)
@@ -116,6 +116,13 @@ def test_stored_discriminators_from_b_and_c(real_nano_dy):
     assert np.all(values["CvsL"][~valid] == -1)
 
 
+def test_missing_triggers_name_the_file(real_nano_dy):
+    events = events_of(real_nano_dy, {"filename": str(real_nano_dy)})
+    selection = make_selection("light", "mm", triggers=("HLT_NotInThisFile",))
+    with pytest.raises(MissingInputError, match=r"nano_dy\.root: none of the light/mm triggers HLT_NotInThisFile"):
+        selection.apply(events)
+
+
 def test_processor_pickles_without_taggers(random_checkpoint):
     instance = CalibrationProcessor(models={"random": str(random_checkpoint)})
     instance._taggers = {"random": object()}
@@ -130,33 +137,6 @@ def test_stored_name_reserved():
 
 
 # --- real files through coffea's Runner --------------------------------------------------
-
-
-def test_light_selection_real_nano(real_nano_dy, real_nano_dimuon, caplog):
-    fileset = {
-        "dy": {"files": {str(real_nano_dy): "Events"}, "metadata": {"is_data": False, "xsec": 6077.2}},
-        "dimuon": {"files": {str(real_nano_dimuon): "Events"}, "metadata": {"is_data": True}},
-    }
-    out = run_runner(fileset, CalibrationProcessor(models={"random": "unused.pt"}))
-    assert out["n_events"] == {"dy": 40, "dimuon": 40}
-    assert out["cutflow"]["dy"]["light"]["mm"]["all"] == 40
-    assert out["cutflow"]["dy"]["light"]["mm"]["jet"] == 1
-    assert out["cutflow"]["dimuon"]["light"]["mm"]["trigger"] == 16
-    # plain NanoAOD: the DeepJet model is skipped and said so, "stored" is filled
-    assert {item[0] for item in out["skipped_models"]} == {"dy", "dimuon"}
-    h = out["hists"]["CvsL"]
-    assert list(h.axes["model"]) == [STORED_MODEL]
-    dy = h[{"dataset": "dy", "selection": "light", "model": STORED_MODEL, "systematic": "nominal"}]
-    assert dy[{"channel": "mm"}].values(flow=True).sum() != 0
-    assert set(h.axes["systematic"]) >= {"nominal", "PS_ISR_up", "PS_FSR_down"}
-    # osss is +1 only in the light region
-    assert dy[{"osss": hist_loc(-1)}].values(flow=True).sum() == 0
-
-
-def hist_loc(value):
-    import hist
-
-    return hist.loc(value)
 
 
 def test_deepjet_models_on_pfnano(real_pfnano, random_checkpoint, onnx_run2):
@@ -186,20 +166,6 @@ def test_cms_onnx_close_to_stored(real_pfnano, onnx_run2):
     stored, computed = values[STORED_MODEL]["BvsAll"], values["cms_run2"]["BvsAll"]
     assert computed.shape == stored.shape == (n,)
     assert np.median(np.abs(computed - stored)) < 0.05
-
-
-def test_futures_executor_matches_iterative(real_nano_dy):
-    fileset = {"dy": {"files": {str(real_nano_dy): "Events"}, "metadata": {"is_data": False, "xsec": 1.0}}}
-    instance = CalibrationProcessor(models={}, selections=[make_selection("light", "mm"), make_selection("light", "ee")])
-    one = run_runner(fileset, instance, chunksize=15)
-    two = run_runner(fileset, instance, executor=processor.FuturesExecutor(workers=1), chunksize=15)
-    assert one["cutflow"] == two["cutflow"]
-    assert one["cutflow"]["dy"]["light"]["mm"]["all"] == 40
-    for name in histograms.make_histograms():
-        for channel in ("mm", "ee"):
-            # category order depends on the order chunks are added, so compare by name
-            cut = {"dataset": "dy", "selection": "light", "channel": channel, "model": STORED_MODEL, "systematic": "nominal"}
-            np.testing.assert_allclose(one["hists"][name][cut].values(flow=True), two["hists"][name][cut].values(flow=True))
 
 
 def test_empty_chunk_shape(real_nano_dy):

@@ -14,6 +14,7 @@ from advcalib.scalefactors.config import FitConfig
 from advcalib.scalefactors.fit import global_chi2
 from advcalib.scalefactors.grouping import adaptive_groups, check_levels
 from advcalib.scalefactors.systematics import derive_variations
+from advcalib.scalefactors.templates import paired_systematics
 from advcalib.scalefactors.toys import statistical_uncertainty, toy_scale_factors
 from advcalib.scalefactors.toysample import ToySample, toy_result
 from advcalib.scalefactors.wp import pass_mask, wp_scale_factors, working_points
@@ -153,7 +154,7 @@ def test_grouping_rejects_non_nested_levels():
 
 
 def test_toys_reproduce_expected_spread():
-    # Every bin holds N data events and a precise MC; the SF of a bin is then a multinomial
+    # Every bin has N data events and a precise MC. The SF of a bin is then a multinomial
     # fraction ratio with relative spread sqrt((1 - p) / N), p = 1 / 400.
     hists = make_histograms()
     n = 400.0
@@ -191,7 +192,7 @@ def toy_with_jes():
 def test_variations_named_and_ordered(toy_with_jes):
     _, sfs = toy_with_jes
     expected = {"central"} | {f"{d}_{n}" for d in ("up", "down") for n in ("stat", "stats1", "stats2", "contam", "jes")}
-    for shape in (sfs.ctag, sfs.btag):
+    for shape in (sfs.ctag, sfs.btag, sfs.bvsl):
         assert set(shape.variations) == expected
         v = shape.variations
         assert (v["up_stat"] >= v["central"]).all()
@@ -199,9 +200,20 @@ def test_variations_named_and_ordered(toy_with_jes):
         assert (v["down_stat"] >= 0).all()
         assert not np.allclose(v["up_contam"], v["down_contam"])
         assert (shape.sigma[~shape.fit.fitted] == ScaleFactorConfig().fit.unfitted_uncertainty).all()
-    # pt does not enter the c-tag map, so the JES-shifted MC gives the same c-tag SFs.
+    # pt enters neither the c-tag map nor BvsL, so the JES-shifted MC gives the same SFs there.
     np.testing.assert_allclose(sfs.ctag.variations["up_jes"], sfs.ctag.variations["central"])
     assert not np.allclose(sfs.btag.variations["up_jes"], sfs.btag.variations["central"])
+    np.testing.assert_allclose(sfs.bvsl.variations["up_jes"], sfs.bvsl.variations["central"])
+
+
+def test_paired_systematics_names():
+    names = ["nominal", "PS_ISR_up", "PS_ISR_down", "PS_FSR_up", "jesUp", "jesDown", "jer_Up", "jer_Down"]
+    pairs = paired_systematics(names)
+    assert pairs == {
+        "ps_isr": {"up": "PS_ISR_up", "down": "PS_ISR_down"},
+        "jes": {"up": "jesUp", "down": "jesDown"},
+        "jer": {"up": "jer_Up", "down": "jer_Down"},
+    }
 
 
 def test_variations_without_jes():
@@ -239,7 +251,8 @@ def test_wp_masks_follow_efficiency_table():
     ctag_points = working_points("CvsL_CvsB")
     mask = pass_mask(ctag_points["M"], axis_names=("CvsL", "CvsB"), edges=edges * 2)
     assert mask.shape == (20, 20)
-    assert mask[-1, -1] and not mask[0, 0]
+    assert mask[-1, -1]
+    assert not mask[0, 0]
 
 
 def test_missing_model_and_systematic_named():
@@ -261,7 +274,8 @@ def test_missing_region_keeps_unit_sf():
     fit = ctag.fit(templates, config=FitConfig())
     assert not fit.fitted[0].any()
     np.testing.assert_array_equal(fit.sf[0], 1.0)
-    assert fit.fitted[1].any() and fit.fitted[2].any()
+    assert fit.fitted[1].any()
+    assert fit.fitted[2].any()
 
 
 def test_derive_scale_factors_writes_outputs(tmp_path):
@@ -284,7 +298,8 @@ def test_cli_scalefactors(tmp_path, capsys):
     save(toy_result(ToySample(n_data=3000)), str(path))
     assert main(["scalefactors", str(path), "--out", str(tmp_path / "out"), "--toys", "3"]) == 0
     output = capsys.readouterr().out
-    assert "toy:" in output and "closure pulls" in output
+    assert "toy:" in output
+    assert "closure pulls" in output
     for name in ("sf_toy.json.gz", "diagnostics.json", "closure.json", "sf_toy_ctag.png", "closure_pulls_toy.png"):
         assert (tmp_path / "out" / name).is_file(), name
 

@@ -8,7 +8,6 @@ and the Gateway test drives a stand-in Gateway whose client is a real LocalClust
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -65,7 +64,7 @@ class ModelScaleProcessor(processor.ProcessorABC):
         return {
             "scaled_events": float(len(events) * scale[0]),
             "package": {advcalib.__file__: 1},
-            "loads": dict(model_load_counts()),
+            "loads": set(model_load_counts().items()),
         }
 
     def postprocess(self, accumulator):
@@ -77,17 +76,25 @@ def _load_numpy(path, *, device=None):
 
 
 class FlakyProcessor(JetPtProcessor):
-    """Fails the first ``failures`` attempts of every chunk (attempts counted per process)."""
+    """Fails the first ``failures`` attempts of every chunk.
 
-    attempts: dict[int, int] = {}
+    Attempts are counted in files, because each chunk gets its own unpickled copy of
+    the processor.
+    """
 
-    def __init__(self, failures: int):
+    def __init__(self, failures: int, counter_dir: Path, starts: tuple[int, ...] | None = None):
         self.failures = failures
+        self.counter_dir = counter_dir
+        self.starts = starts
 
     def process(self, events):
         start = events.metadata["entrystart"]
-        FlakyProcessor.attempts[start] = FlakyProcessor.attempts.get(start, 0) + 1
-        if FlakyProcessor.attempts[start] <= self.failures:
+        if self.starts is not None and start not in self.starts:
+            return super().process(events)
+        counter = self.counter_dir / f"attempts-{start}"
+        with counter.open("a") as stream:
+            stream.write("x")
+        if len(counter.read_text()) <= self.failures:
             raise OSError(f"simulated read error at entry {start}")
         return super().process(events)
 
@@ -96,25 +103,48 @@ def dy_fileset(path: Path) -> dict:
     return {"dy": {"files": {str(path): "Events"}, "metadata": {"is_data": False}}}
 
 
-def assert_same_hist(one: hist.Hist, two: hist.Hist) -> None:
-    assert list(one.axes[0]) == list(two.axes[0])
-    assert np.array_equal(one.values(flow=True), two.values(flow=True))
-    assert np.array_equal(one.variances(flow=True), two.variances(flow=True))
+def assert_same_hist(actual: hist.Hist, expected: hist.Hist) -> None:
+    assert list(actual.axes[0]) == list(expected.axes[0])
+    assert np.array_equal(actual.values(flow=True), expected.values(flow=True))
+    assert np.array_equal(actual.variances(flow=True), expected.variances(flow=True))
 
 
 def options(**values) -> ExecutorOptions:
     return ExecutorOptions(chunksize=CHUNKSIZE, schema_name="NanoAODSchema", **values)
 
 
-_REFERENCE: dict[str, dict] = {}
+SLIM_BRANCHES = ("run", "luminosityBlock", "event", "genWeight", "nJet", "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass")
+_SESSION: dict[str, object] = {}
 
 
 @pytest.fixture
-def iterative_output(real_nano_dy):
-    """Output of the iterative executor over nano_dy.root, computed once per session."""
-    if str(real_nano_dy) not in _REFERENCE:
-        _REFERENCE[str(real_nano_dy)] = run_processor(JetPtProcessor(), dy_fileset(real_nano_dy), options())
-    return _REFERENCE[str(real_nano_dy)]
+def slim_dy(real_nano_dy, tmp_path_factory) -> Path:
+    """The 40 events of nano_dy.root with only the branches of JetPtProcessor.
+
+    Building the NanoAOD schema of all 1500 branches per chunk would dominate the run
+    time of these tests; the slim copy keeps the real values.
+    """
+    if "slim_dy" not in _SESSION:
+        import uproot
+
+        arrays = uproot.open(f"{real_nano_dy}:Events").arrays(list(SLIM_BRANCHES))
+        path = tmp_path_factory.mktemp("slim") / "nano_dy_slim.root"
+        jets = ak.zip({name: arrays[f"Jet_{name}"] for name in ("pt", "eta", "phi", "mass")})
+        columns = {name: arrays[name] for name in ("run", "luminosityBlock", "event", "genWeight")} | {"Jet": jets}
+        with uproot.recreate(path) as out:
+            # mktree writes a TTree, as NanoAOD has; assigning a dict would write an RNTuple
+            tree = out.mktree("Events", {name: column.type for name, column in columns.items()})
+            tree.extend(columns)
+        _SESSION["slim_dy"] = path
+    return _SESSION["slim_dy"]
+
+
+@pytest.fixture
+def iterative_output(slim_dy):
+    """Output of the iterative executor over the slim DY file, computed once per session."""
+    if "iterative" not in _SESSION:
+        _SESSION["iterative"] = run_processor(JetPtProcessor(), dy_fileset(slim_dy), options())
+    return _SESSION["iterative"]
 
 
 # --- chunking ---------------------------------------------------------------------------
@@ -142,69 +172,86 @@ def test_iterative_counts_every_event(iterative_output):
 
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-workers"])
-def test_local_cluster_bit_identical(real_nano_dy, iterative_output, workers):
+def test_local_cluster_bit_identical(slim_dy, iterative_output, workers):
     dask_options = options(executor="dask", dask={"workers": workers, "processes": False})
-    output = run_processor(JetPtProcessor(), dy_fileset(real_nano_dy), dask_options)
+    output = run_processor(JetPtProcessor(), dy_fileset(slim_dy), dask_options)
     assert_same_hist(output["hist"], iterative_output["hist"])
     assert output["cutflow"] == iterative_output["cutflow"]
 
 
 @pytest.mark.parametrize("executor", ["iterative", "dask"])
-def test_dask_awkward_mode_bit_identical(real_nano_dy, iterative_output, executor):
+def test_dask_awkward_mode_bit_identical(slim_dy, iterative_output, executor):
     mode_options = options(mode="dask-awkward", executor=executor, dask={"workers": 2, "processes": False})
-    output = run_processor(JetPtProcessor(), dy_fileset(real_nano_dy), mode_options)
+    output = run_processor(JetPtProcessor(), dy_fileset(slim_dy), mode_options)
     assert_same_hist(output["hist"], iterative_output["hist"])
     assert output["cutflow"] == iterative_output["cutflow"]
 
 
-def test_calibration_processor_modes_identical(real_nano_dy, real_nano_dimuon):
+def test_calibration_processor_modes_identical(real_nano_dy):
     from advcalib.processor import CalibrationProcessor
+    from advcalib.selections import default_selections
 
-    fileset = {
-        "dy": {"files": {str(real_nano_dy): "Events"}, "metadata": {"is_data": False, "xsec": 6077.2}},
-        "dimuon": {"files": {str(real_nano_dimuon): "Events"}, "metadata": {"is_data": True}},
-    }
-    runner = run_processor(CalibrationProcessor(models={}), fileset, ExecutorOptions(chunksize=20))
-    lazy_options = ExecutorOptions(chunksize=20, mode="dask-awkward", executor="dask", dask={"workers": 2, "processes": False})
-    lazy = run_processor(CalibrationProcessor(models={}), fileset, lazy_options)
-    assert runner["n_events"] == lazy["n_events"] == {"dy": 40, "dimuon": 40}
+    light = [selection for selection in default_selections() if selection.name == "light"]
+    instance = CalibrationProcessor(models={}, selections=light)
+    fileset = {"dy": {"files": {str(real_nano_dy): "Events"}, "metadata": {"is_data": False, "xsec": 6077.2}}}
+    # One chunk per mode: opening the 1500-branch tree dominates the time, and the
+    # stand-in processor above already covers several chunks.
+    runner = run_processor(instance, fileset, ExecutorOptions(chunksize=40))
+    lazy_options = ExecutorOptions(chunksize=40, mode="dask-awkward", executor="dask", dask={"workers": 1, "processes": False})
+    lazy = run_processor(instance, fileset, lazy_options)
+    assert runner["n_events"] == lazy["n_events"] == {"dy": 40}
     assert runner["cutflow"] == lazy["cutflow"]
     for name, h in runner["hists"].items():
         assert np.array_equal(h.view(flow=True), lazy["hists"][name].view(flow=True)), name
 
 
-def test_package_and_model_reach_worker_process(real_nano_dy, tmp_path):
+def test_package_and_model_reach_worker_process(slim_dy, tmp_path):
     model = tmp_path / "scale.npy"
     np.save(model, np.array([2.5]))
     ship_options = options(executor="dask", dask={"workers": 1, "processes": True, "memory_limit": "1GB"})
     with open_executor(ship_options, models=[str(model)]) as session:
         model.unlink()  # from here on only the worker's shipped copy exists
-        output = run_processor(ModelScaleProcessor(str(model)), dy_fileset(real_nano_dy), ship_options, session=session)
+        output = run_processor(ModelScaleProcessor(str(model)), dy_fileset(slim_dy), ship_options, session=session)
     assert output["scaled_events"] == pytest.approx(40 * 2.5)
     (package_path,) = output["package"]
     assert "advcalib.zip" in package_path
-    (local_copy,) = output["loads"]
-    assert local_copy.endswith("-scale.npy") and local_copy != str(model)
-    # 4 chunks on one worker process: the model was loaded once and kept
-    assert output["loads"][local_copy] == 1
+    # 4 chunks on one worker process saw one load of one worker-local copy
+    ((local_copy, loads),) = output["loads"]
+    assert local_copy.endswith("-scale.npy")
+    assert local_copy != str(model)
+    assert loads == 1
+
+
+def test_cached_model_loads_tagger_once(onnx_run2):
+    first = cached_model(str(onnx_run2))
+    second = cached_model(str(onnx_run2))
+    assert first is second
+    assert first.kind == "onnx"
+    assert model_load_counts()[str(onnx_run2)] == 1
 
 
 # --- failures ---------------------------------------------------------------------------
 
 
-def test_retries_recover_flaky_chunks(real_nano_dy, iterative_output):
-    FlakyProcessor.attempts.clear()
-    output = run_processor(FlakyProcessor(failures=1), dy_fileset(real_nano_dy), options(retries=1))
+def test_retries_recover_flaky_chunks(slim_dy, iterative_output, tmp_path):
+    output = run_processor(FlakyProcessor(failures=1, counter_dir=tmp_path), dy_fileset(slim_dy), options(retries=1))
     assert_same_hist(output["hist"], iterative_output["hist"])
     assert output["failed_files"] == {}
 
 
-def test_exhausted_retries_reported_when_skipping(real_nano_dy):
-    FlakyProcessor.attempts.clear()
-    output = run_processor(FlakyProcessor(failures=5), dy_fileset(real_nano_dy), options(retries=1, skip_bad_files=True))
-    reasons = output["failed_files"][str(real_nano_dy)]
-    assert len(reasons) == 4  # every chunk failed both attempts
-    assert "OSError: simulated read error" in reasons[0]
+def test_exhausted_retries_reported_when_skipping(slim_dy, iterative_output, tmp_path):
+    flaky = FlakyProcessor(failures=5, counter_dir=tmp_path, starts=(10,))
+    output = run_processor(flaky, dy_fileset(slim_dy), options(retries=1, skip_bad_files=True))
+    assert output["failed_files"] == {str(slim_dy): ["entries 10-20: OSError: simulated read error at entry 10"]}
+    assert (tmp_path / "attempts-10").read_text() == "xx"
+    assert output["cutflow"]["dy"]["all_jets"]["any"]["all"] == 30
+    assert 0 < output["hist"].sum().value < iterative_output["hist"].sum().value
+
+
+def test_every_chunk_failing_raises(slim_dy, tmp_path):
+    flaky = FlakyProcessor(failures=5, counter_dir=tmp_path)
+    with pytest.raises(RuntimeError, match="no chunk produced an output.*simulated read error"):
+        run_processor(flaky, dy_fileset(slim_dy), options(retries=0, skip_bad_files=True))
 
 
 @pytest.fixture
@@ -214,16 +261,16 @@ def corrupt_root(tmp_path) -> Path:
     return path
 
 
-def test_skip_bad_files_lists_corrupt_file(real_nano_dy, corrupt_root, iterative_output):
-    fileset = {"dy": {"files": {str(real_nano_dy): "Events", str(corrupt_root): "Events"}, "metadata": {"is_data": False}}}
+def test_skip_bad_files_lists_corrupt_file(slim_dy, corrupt_root, iterative_output):
+    fileset = {"dy": {"files": {str(slim_dy): "Events", str(corrupt_root): "Events"}, "metadata": {"is_data": False}}}
     output = run_processor(JetPtProcessor(), fileset, options(skip_bad_files=True, retries=0))
     assert list(output["failed_files"]) == [str(corrupt_root)]
     assert "cannot open" in output["failed_files"][str(corrupt_root)][0]
     assert_same_hist(output["hist"], iterative_output["hist"])
 
 
-def test_corrupt_file_raises_without_skip(real_nano_dy, corrupt_root):
-    fileset = {"dy": {"files": {str(real_nano_dy): "Events", str(corrupt_root): "Events"}, "metadata": {"is_data": False}}}
+def test_corrupt_file_raises_without_skip(slim_dy, corrupt_root):
+    fileset = {"dy": {"files": {str(slim_dy): "Events", str(corrupt_root): "Events"}, "metadata": {"is_data": False}}}
     with pytest.raises(RuntimeError, match="corrupt.root") as error:
         run_processor(JetPtProcessor(), fileset, options(retries=0))
     assert "--skip-bad-files" in str(error.value)
@@ -349,11 +396,11 @@ def test_gateway_unknown_option_named():
         gateway_cluster_options(gateway, GatewayOptions(cluster_options={"worker_gpus": 1}))
 
 
-def test_gateway_executor_runs_processor(real_nano_dy, iterative_output):
+def test_gateway_executor_runs_processor(slim_dy, iterative_output):
     FakeGateway.instances.clear()
     gateway_options = options(executor="gateway", gateway={"scale": 4, "worker_cores": 1})
     with open_executor(gateway_options, gateway_class=FakeGateway) as session:
-        output = run_processor(JetPtProcessor(), dy_fileset(real_nano_dy), gateway_options, session=session)
+        output = run_processor(JetPtProcessor(), dy_fileset(slim_dy), gateway_options, session=session)
     assert_same_hist(output["hist"], iterative_output["hist"])
     (cluster,) = FakeGateway.instances[0].clusters
     assert cluster.calls == [("scale", 4), ("close",)]
@@ -424,3 +471,23 @@ def test_invalid_value_named():
         load_options(overrides={"executor": "slurm"})
     with pytest.raises(ValueError, match="either scale or adapt_minimum"):
         load_options(overrides={"htcondor": {"scale": 2, "adapt_maximum": 4}})
+
+
+def test_command_line_arguments_over_site(sites_file):
+    import argparse
+
+    from advcalib.scaleout.arguments import add_scaleout_arguments, options_from_args
+
+    parser = argparse.ArgumentParser()
+    add_scaleout_arguments(parser)
+    args = parser.parse_args(["--scaleout-config", str(sites_file), "--site", "lxplus", "--scale", "5", "--skip-bad-files"])
+    parsed = options_from_args(args)
+    assert parsed.executor == "htcondor"
+    assert parsed.htcondor.scale == 5
+    assert parsed.htcondor.cores == 4
+    assert parsed.skip_bad_files is True
+    args = parser.parse_args(["--scaleout-config", str(sites_file), "--workers", "3", "--mode", "dask-awkward"])
+    parsed = options_from_args(args)
+    assert parsed.dask.workers == 3
+    assert parsed.dask.memory_limit == "3GB"
+    assert parsed.mode == "dask-awkward"

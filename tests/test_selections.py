@@ -1,4 +1,4 @@
-"""Selections on small hand-built events whose answers are worked out by hand.
+"""Selections on small hand-built events whose results are worked out by hand.
 
 Leptons and jets are massless-looking candidates at chosen (pt, eta, phi); the pair mass
 of two leptons is m^2 = 2 pt1 pt2 (cosh deta - cos dphi), so for example two 50 GeV

@@ -238,3 +238,20 @@ def test_train_command(tiny_fileset, tmp_path):
     assert info["config"]["restrict_impact"] == 0.2
     assert info["feature_scales"] is not None
     assert (out / "input_cache").is_dir()
+
+
+def test_deepcsv_training_runs(tmp_path):
+    from advcalib.models import DeepCSV
+
+    rng = np.random.default_rng(8)
+    n = 256
+    labels = rng.choice([B, BB, LEPB, C, UDS, G], size=n)
+    x = rng.normal(size=(n, len(spec.DEEPCSV.features))).astype(np.float32)
+    x[:, 2] = np.isin(labels, [B, BB, LEPB]) * 2.0 + rng.normal(0, 0.3, n)
+    sample = JetSample(inputs=(x,), labels=labels, weights=np.ones(n, np.float32), pt=np.full(n, 40.0, np.float32), eta=np.zeros(n, np.float32))
+    config = TrainConfig(architecture="DeepCSV", epochs=2, batch_size=64, adversarial="fgsm")
+    history = fit(DeepCSV(), sample, sample.take(np.arange(64)), config=config, feature_scales=feature_scales(sample.inputs), out_dir=tmp_path)
+    _, info = load_checkpoint(tmp_path / "best.pt")
+    assert info["architecture"] == "DeepCSV"
+    assert history[-1]["auc_clean_BvsL"] > 0.5
+    assert info["feature_scales"]["deepcsv"].shape == (len(spec.DEEPCSV.features),)

@@ -13,9 +13,8 @@ Methods:
 * FGSM, the fast gradient sign method (Goodfellow, Shlens, Szegedy, arXiv:1412.6572):
   ``x + eps * scale * sign(dL/dx)``.
 * NGM, the normalised gradient method: the gradient in units of the feature scale,
-  divided by its L2 norm per jet and multiplied by ``sqrt(k)``, where ``k`` is the
-  number of movable inputs of the jet, so it spends the same L2 budget as FGSM but
-  follows the gradient direction.
+  divided by its L2 norm per jet and multiplied by ``sqrt(k)`` (``k`` movable inputs in
+  the jet). It spends the same L2 budget as FGSM but follows the gradient direction.
 * PGD, projected gradient descent (Madry et al., arXiv:1706.06083): repeated sign steps
   of ``step_size * scale``, projected back into the ``eps * scale`` box after each step.
 * Gaussian noise with width ``sigma * scale`` and coherent shifts of all inputs up or
@@ -85,7 +84,7 @@ def feature_scales(arrays: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
     Method: for each feature and candidate slot, ``(q99.5 - q0.5) / 2`` of the values that
     are not exactly zero (zeros are padding or defaults, never moved, and would shrink the
     scale of sparsely filled slots).  A slot with fewer than ``MIN_VALUES_PER_SLOT`` non-zero
-    values takes the scale of the feature pooled over all slots; a feature without non-zero
+    values takes the scale of the feature pooled over all slots. A feature without non-zero
     values gets 0, so it is never moved.  Integer features get 0.
 
     Args:
@@ -154,7 +153,7 @@ def apply_shift(
 
     Edge cases: integer, zero and zero-scale inputs keep their value exactly; with
     ``restrict_impact`` each shift is limited to ``restrict_impact * |x|``.  Clipping to
-    the spec bounds only shortens a shift, so the cap still holds afterwards.
+    the spec bounds only shortens a shift, so the cap is still respected.
     """
     out = []
     for x, d, m, low, high in zip(inputs, shifts, space.mask(inputs), space.low, space.high):

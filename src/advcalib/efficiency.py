@@ -180,8 +180,13 @@ def _pass_fail(histogram: hist.Hist, flavours: Sequence[str], cuts: Sequence[tup
         position = names.index(axis)
         # The arrays include flow bins, so +1 skips the underflow bin.
         passing[position] = slice(nearest_edge(histogram.axes[axis].edges, threshold) + 1, None)
-    passed, passed_variance = values[tuple(passing)].sum(), variances[tuple(passing)].sum()
-    return passed, passed_variance, values.sum() - passed, variances.sum() - passed_variance
+    in_pass = np.zeros(values.shape, dtype=bool)
+    in_pass[tuple(passing)] = True
+    # Summing the failing bins directly, not total minus passing, keeps the fail variance
+    # non-negative: the difference of two large sums can round below zero.
+    passed, passed_variance = values[in_pass].sum(), variances[in_pass].sum()
+    failed, failed_variance = values[~in_pass].sum(), variances[~in_pass].sum()
+    return passed, passed_variance, failed, failed_variance
 
 
 def write_efficiency(rows: Sequence[EfficiencyRow], out_dir: str | Path) -> Path:

@@ -13,7 +13,7 @@ Perturbations, each also with the impact cap ``cap`` (shift <= cap * |x|, suffix
   movable inputs shifted by ``+-eps * scale``; these need no gradient and run for ONNX
   models too.
 
-Step widths are each model's stored ``feature_scales``; a model without them (ONNX) uses
+Step widths are each model's stored ``feature_scales``. A model without them (ONNX) uses
 those of the first model that has them, else scales computed on the evaluated jets.
 Results go to ``robustness.json`` and ``robustness.csv`` (one row per model, perturbation
 and discriminator), with ROC and input-feature plots (:mod:`advcalib.evaluate_plots`).
@@ -129,8 +129,9 @@ def _record(result: Evaluation, model: str, perturbation: str, tagger: Tagger, a
 def evaluate_taggers(taggers: dict[str, Tagger], sample: JetSample, *, config: EvaluateConfig) -> Evaluation:
     """Compute AUCs of every tagger under every perturbation (see the module docstring).
 
-    Models without a differentiable module get the clean, noise and shift rows; their
-    white-box and transfer rows are skipped with a logged note (also in ``notes``).
+    Models without a differentiable module get the clean, noise and shift rows. Their
+    white-box rows are skipped with a logged note (also in ``notes``), but they still
+    receive FGSM jets crafted against the other models (transfer rows).
     """
     result = Evaluation()
     scales = _scales_for(taggers, sample)

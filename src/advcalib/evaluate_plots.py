@@ -49,15 +49,19 @@ def plot_rocs(result: Evaluation, labels: np.ndarray, out_dir: Path) -> list[Pat
     """Draw one ROC figure per model and discriminator (signal efficiency vs. mistag rate, log y)."""
     paths = []
     for model, perturbations in result.aucs.items():
-        shown = [p for p in perturbations if p == "clean" or (p.startswith(ROC_CURVES) and "transfer" not in p)]
+        curves = [p for p in perturbations if p == "clean" or p.startswith(ROC_CURVES)]
         for disc in ROC_DEFINITIONS:
             fig, ax = plt.subplots(figsize=(6, 5))
-            for perturbation in shown:
+            for perturbation in curves:
                 signal, background = roc_inputs(result.scores[(model, perturbation)], labels, disc)
                 if len(signal) == 0 or len(background) == 0:
                     continue
                 mistag, efficiency = roc_curve(signal, background)
-                style = "-" if perturbation == "clean" else ("--" if "cap" in perturbation else ":")
+                style = ":"
+                if perturbation == "clean":
+                    style = "-"
+                elif "cap" in perturbation:
+                    style = "--"
                 auc = perturbations[perturbation][disc]
                 ax.plot(efficiency, np.maximum(mistag, 1e-4), style, label=f"{_label(perturbation)} (AUC {auc:.3f})")
             signal_name, background_name = disc.split("vs")

@@ -126,7 +126,7 @@ def _describe(error: ValidationError) -> str:
 
 
 def coffea_fileset(datasets: dict[str, Dataset], *, limit_files: int | None = None) -> dict[str, dict[str, Any]]:
-    """The mapping coffea's Runner takes, with at most ``limit_files`` files per dataset."""
+    """Convert datasets to the mapping coffea's Runner takes, with at most ``limit_files`` files each."""
     fileset = {}
     for name, dataset in datasets.items():
         files = dict(list(dataset.files.items())[:limit_files]) if limit_files else dict(dataset.files)

@@ -2,8 +2,8 @@
 
 ``CalibrationProcessor.process`` reads as its stages: event weights, the selections,
 the probe jets of all selections, the discriminators of every model on those jets, and
-the histogram fills. It holds configuration only, so chunks can run in any order on any
-worker and their outputs add. Taggers are loaded on first use in each worker process
+the histogram fills. It stores configuration only, so chunks can run in any order on any
+worker, and their outputs add. Taggers are loaded on first use in each worker process
 and never pickled with the processor.
 
 The output of one chunk (and of the whole run, after coffea adds the chunks) is::
@@ -130,23 +130,37 @@ class CalibrationProcessor(processor.ProcessorABC):
         jets = probe_kinematics(events, event_ids, jet_ids, is_data=is_data, source=source)
         truth = truth_flavours(metadata, event_ids, jet_ids, n_jets=ak.num(events.Jet, axis=1))
 
+        self._fill(output, probes, values, jets, truth, weights, dataset=dataset)
+        return output
+
+    def _fill(
+        self,
+        output: dict[str, Any],
+        probes: Mapping[Selection, Probes],
+        values: Mapping[str, Mapping[str, np.ndarray]],
+        jets: Mapping[str, np.ndarray],
+        truth: np.ndarray | None,
+        weights: Mapping[str, np.ndarray],
+        *,
+        dataset: str,
+    ) -> None:
+        """Fill the histograms; the rows of ``values``, ``jets`` and ``truth`` follow ``probes`` in order."""
         start = 0
         for selection, probe in probes.items():
             rows = slice(start, start + len(probe.event))
             start = rows.stop
             if rows.stop == rows.start:
                 continue
-            category = dict(dataset=dataset, selection=selection.name, channel=selection.channel)
+            category = {"dataset": dataset, "selection": selection.name, "channel": selection.channel}
             probe_weights = {name: w[probe.event] for name, w in weights.items()}
+            kinematics = {"pt": jets["pt"][rows], "abseta": jets["abseta"][rows]}
             for model, discs in values.items():
                 model_rows = {name: array[rows] for name, array in discs.items()}
                 fill(output["hists"], category | {"model": model}, flavour=jets["flavour"][rows], osss=probe.osss,
-                     weights=probe_weights, discs=model_rows, pt=jets["pt"][rows], abseta=jets["abseta"][rows])
+                     weights=probe_weights, discs=model_rows, **kinematics)
                 if truth is not None:
                     fill(output["truth_hists"], category | {"model": model}, flavour=truth[rows], osss=probe.osss,
-                         weights={"nominal": np.ones(len(probe.event))}, discs=model_rows,
-                         pt=jets["pt"][rows], abseta=jets["abseta"][rows])
-        return output
+                         weights={"nominal": np.ones(len(probe.event))}, discs=model_rows, **kinematics)
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
         return accumulator
@@ -336,7 +350,7 @@ def truth_flavours(metadata: Mapping[str, Any], event_ids: np.ndarray, jet_ids: 
     """True flavour category of the probes of pseudo-data from the truth sidecar, or None.
 
     The sidecar (tree ``Truth``, branch ``Jet_hadronFlavour``) is aligned entry by entry
-    and jet by jet with the data file; the chunk's entry range is read from it.
+    and jet by jet with the data file, so the chunk's entry range is read from it.
     """
     truth = metadata.get("truth") or {}
     filename = metadata.get("filename")

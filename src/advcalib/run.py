@@ -4,7 +4,7 @@
 the fileset with coffea's Runner, ``normalise`` scales simulation to cross-section times
 luminosity over the sum of generator weights, ``save`` writes ``hists.coffea`` and
 ``cutflow.json``. The steps after it (JSD, efficiencies, scale factors, plots) each read
-the saved result; a step whose module is not installed is skipped with a warning and
+the saved result. A step whose module is not installed is skipped with a warning and
 listed as skipped in the summary. An error in one of these later steps is logged with its
 traceback and listed in ``failed_steps``, and the other steps still run, because
 ``hists.coffea`` is already written and each step can be redone from it.
@@ -16,7 +16,7 @@ import importlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +30,9 @@ from advcalib.fileset import Dataset, coffea_fileset, load_fileset
 from advcalib.processor import DEFAULT_MODELS, STORED_MODEL, CalibrationProcessor, cached_tagger
 
 logger = logging.getLogger(__name__)
+
+#: A step of a run: reads and extends the shared state, records its files in the summary.
+StepFunction = Callable[[dict[str, Any], "RunSummary"], None]
 
 #: Source recorded for the model whose values come from the file.
 STORED_SOURCE = "Jet_btagDeepFlav* branches of the input files"
@@ -55,7 +58,7 @@ class RunConfig(BaseModel):
 
 @dataclass
 class RunSummary:
-    """Where the outputs went and which optional steps ran."""
+    """Summary of a run: output files, skipped and failed steps, step times and the result."""
 
     out: Path
     files: list[Path] = field(default_factory=list)
@@ -79,22 +82,41 @@ def run_calibration(config: RunConfig) -> RunSummary:
     """Run every step of :data:`STEPS` and return the summary."""
     prepare_output(config.out, force=config.force)
     datasets = calibration_datasets(load_fileset(config.fileset))
+    resolve_lumi(datasets, config.lumi)  # a missing luminosity fails before any event is read
     for name, source in config.models.items():
         logger.info("model %s: %s", name, source)
         cached_tagger(source, config.device)  # fails here, before any event is read
     summary = RunSummary(out=config.out)
     state: dict[str, Any] = {"config": config, "datasets": datasets}
-    for name, step in STEPS:
+    _run_steps(STEPS, state, summary)
+    return summary
+
+
+def finish(result: dict[str, Any], out_dir: str | Path) -> RunSummary:
+    """Save a normalised result into ``out_dir`` and run the steps after ``normalise``.
+
+    This is what a run does once its histograms are filled and scaled, so merged outputs
+    of several jobs end up with the same files as a single run.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = RunSummary(out=out, result=result)
+    names = [name for name, _ in STEPS]
+    _run_steps(STEPS[names.index("save"):], {"result": result}, summary)
+    return summary
+
+
+def _run_steps(steps: Sequence[tuple[str, StepFunction]], state: dict[str, Any], summary: RunSummary) -> None:
+    for name, step in steps:
         start = time.perf_counter()
         if name in REQUIRED_STEPS:
             step(state, summary)
         else:
             _run_derived(name, step, state, summary)
         summary.step_seconds[name] = time.perf_counter() - start
-    return summary
 
 
-def _run_derived(name: str, step: Callable[[dict[str, Any], RunSummary], None], state: dict[str, Any], summary: RunSummary) -> None:
+def _run_derived(name: str, step: StepFunction, state: dict[str, Any], summary: RunSummary) -> None:
     try:
         step(state, summary)
     except Exception as error:  # noqa: BLE001 - the saved histograms stay valid; the step can be redone
@@ -122,12 +144,17 @@ def step_process(state: dict[str, Any], summary: RunSummary) -> None:
     fileset = coffea_fileset(state["datasets"], limit_files=config.limit_files)
     instance = CalibrationProcessor(models=config.models, device=config.device)
     state["raw"] = runner(fileset, instance)
+    state["selections"] = instance.selections
 
 
 def step_normalise(state: dict[str, Any], summary: RunSummary) -> None:
     config: RunConfig = state["config"]
-    state["result"] = normalise(state["raw"], state["datasets"], lumi=config.lumi, models=config.models,
-                                limited=config.limit_files is not None)
+    result = normalise(state["raw"], state["datasets"], lumi=config.lumi, models=config.models,
+                       limited=config.limit_files is not None)
+    result["selections"] = {
+        f"{s.name}/{s.channel}": {"identity": s.identity, "cuts": s.cuts.values()} for s in state["selections"]
+    }
+    state["result"] = result
     summary.result = state["result"]
 
 
@@ -252,7 +279,7 @@ def step_plots(state: dict[str, Any], summary: RunSummary) -> None:
 REQUIRED_STEPS: frozenset[str] = frozenset({"process", "normalise", "save"})
 
 #: The steps of a run, in order.
-STEPS: tuple[tuple[str, Callable[[dict[str, Any], RunSummary], None]], ...] = (
+STEPS: tuple[tuple[str, StepFunction], ...] = (
     ("process", step_process),
     ("normalise", step_normalise),
     ("save", step_save),

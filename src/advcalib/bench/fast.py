@@ -1,13 +1,16 @@
-"""Inference of DeepJet that skips the LSTM steps over padded slots, with the same outputs.
+"""Fast eval-mode inference of DeepJet: folded BatchNorms and no LSTM steps over padding.
 
-DeepJet reads each particle sequence back to front, so a jet with ``n`` filled slots
-first feeds ``L - n`` padded (all-zero) slots into its LSTM. In eval mode every padded
-slot becomes the same vector after the input BatchNorm and the 1x1 convolutions, so
-the LSTM state after ``k`` padded steps depends on ``k`` only. ``BucketedDeepJet``
-computes those ``L + 1`` states once per call on a batch of one, sorts the jets by
-filled length, and runs each group of similar jets over its longest filled length only,
-starting from the matching padding state. The outputs equal ``DeepJet.forward`` up to
-float32 rounding (the dense LSTM kernel is the same one).
+Two changes, each exact up to float32 rounding (``FastDeepJet`` turns each on or off):
+
+* Folding: every BatchNorm is folded into the next linear layer and the 1x1
+  convolutions run as matrix products (``advcalib.bench.folding``).
+* Bucketing: DeepJet reads each particle sequence back to front, so a jet with ``n``
+  filled slots first feeds ``L - n`` padded (all-zero) slots into its LSTM. In eval
+  mode every padded slot becomes the same vector after the input BatchNorm and the
+  convolutions, so the LSTM state after ``k`` padded steps depends on ``k`` only. Those
+  ``L + 1`` states are computed once on a batch of one; the jets are sorted by filled
+  length, and each group of similar jets runs the ordinary LSTM over its longest filled
+  length only, starting from the matching padding state.
 
 A slot counts as padding when it and every later slot of the jet are all zero; a real
 candidate whose inputs are all zero behind the last non-zero one gives the same output
@@ -19,9 +22,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from advcalib.bench.folding import FoldedDeepJet, run_layers
+
 _GROUPS = ("cpf", "npf", "vtx")
 #: Jets per LSTM call: large enough for efficient matrix products, small enough for short groups.
-GROUP_SIZE = 512
+GROUP_SIZE = 128
+#: Jets per internal pass: larger batches are split so that intermediate tensors stay in cache.
+MAX_BATCH = 1024
 
 
 def sequence_lengths(x: torch.Tensor) -> torch.Tensor:
@@ -34,7 +41,7 @@ def sequence_lengths(x: torch.Tensor) -> torch.Tensor:
     return (filled * slots).amax(dim=1) if x.shape[0] else torch.zeros(0, dtype=torch.long, device=x.device)
 
 
-def _padding_states(lstm: nn.LSTM, pad: torch.Tensor, slots: int) -> tuple[torch.Tensor, torch.Tensor]:
+def padding_states(lstm: nn.LSTM, pad: torch.Tensor, slots: int) -> tuple[torch.Tensor, torch.Tensor]:
     """LSTM states ``(h, c)``, each ``[slots + 1, hidden]``, after 0 ... ``slots`` padded steps."""
     h = torch.zeros(1, 1, lstm.hidden_size, dtype=pad.dtype, device=pad.device)
     c = torch.zeros_like(h)
@@ -48,18 +55,23 @@ def _padding_states(lstm: nn.LSTM, pad: torch.Tensor, slots: int) -> tuple[torch
 
 
 def bucketed_last_output(
-    lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, pad: torch.Tensor, *, group_size: int = GROUP_SIZE
+    lstm: nn.LSTM,
+    x: torch.Tensor,
+    lengths: torch.Tensor,
+    states: tuple[torch.Tensor, torch.Tensor],
+    *,
+    group_size: int = GROUP_SIZE,
 ) -> torch.Tensor:
     """Return the last LSTM output over the reversed sequence ``x`` ``[N, L, C]``, skipping padding.
 
     Method: jets are sorted by ``lengths`` (filled slots) and cut into groups of about
     ``group_size``. Each group runs the ordinary dense LSTM over the last ``m`` steps of
     the reversed sequence, where ``m`` is the longest filled length in the group, starting
-    from the state after ``L - m`` padded steps. ``pad`` is the ``[C]`` vector that every
-    padded slot becomes. Equals ``lstm(x.flip(1))[0][:, -1]``.
+    from the state after ``L - m`` padded steps. ``states`` are the padding states of
+    :func:`padding_states`. Equals ``lstm(x.flip(1))[0][:, -1]``.
     """
     n_jets, slots, _ = x.shape
-    table_h, table_c = _padding_states(lstm, pad, slots)
+    table_h, table_c = states
     result = table_h[slots - lengths]
     if n_jets == 0 or int(lengths.max()) == 0:
         return result
@@ -76,30 +88,79 @@ def bucketed_last_output(
     return result
 
 
-class BucketedDeepJet(nn.Module):
-    """Eval-mode DeepJet whose LSTMs run over the filled slots of each jet only.
+class FastDeepJet(nn.Module):
+    """Eval-mode DeepJet with folded BatchNorms and LSTMs over the filled slots only.
 
-    Wraps an ``advcalib.models.DeepJet`` (weights shared, not copied). ``forward`` takes
-    and returns what ``DeepJet.forward`` does; calling it on a module in training mode
-    raises ``RuntimeError``, because dropout and batch statistics make padded slots
-    differ between jets.
+    Wraps an ``advcalib.models.DeepJet`` (weights shared, not copied); ``forward`` takes
+    and returns what ``DeepJet.forward`` does. ``fold`` runs the layers as folded matrix
+    products (see ``advcalib.bench.folding``), ``bucket`` skips the padded LSTM steps;
+    both off gives the original computation. The folded weights and padding states are
+    rebuilt when a parameter or buffer changes in place, or the dtype or device changes.
+    Calling it on a module in training mode raises ``RuntimeError``, because dropout and
+    batch statistics make padded slots differ between jets.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(
+        self, model: nn.Module, *, fold: bool = True, bucket: bool = True, group_size: int = GROUP_SIZE, max_batch: int = MAX_BATCH
+    ) -> None:
         super().__init__()
         self.model = model
+        self.fold = fold
+        self.bucket = bucket
+        self.group_size = group_size
+        self.max_batch = max_batch
+        self._key: tuple | None = None
+        self._folded: FoldedDeepJet | None = None
+        self._states: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def _prepare(self, shapes: list[torch.Size], like: torch.Tensor) -> None:
+        model = self.model
+        versions = tuple(p._version for p in model.parameters()) + tuple(b._version for b in model.buffers())
+        key = (like.dtype, like.device, versions, tuple(shapes))
+        if key == self._key:
+            return
+        self._folded = FoldedDeepJet.build(model) if self.fold else None
+        zeros = [torch.zeros(1, *shape, dtype=like.dtype, device=like.device) for shape in shapes]
+        pads = [p[0, 0] for p in self._sequences(*zeros)]
+        self._states = [padding_states(getattr(model, f"{g}_lstm"), pad, shape[0]) for g, pad, shape in zip(_GROUPS, pads, shapes)]
+        self._key = key
+
+    def _sequences(self, cpf: torch.Tensor, npf: torch.Tensor, sv: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self._folded is None:
+            return self.model.InputProcess(cpf, npf, sv)
+        out = []
+        for group, x in zip(_GROUPS, (cpf, npf, sv)):
+            n, slots, features = x.shape
+            out.append(run_layers(x.reshape(n * slots, features), self._folded.stacks[group]).reshape(n, slots, -1))
+        return tuple(out)
+
+    def _classify(self, glob: torch.Tensor, last: list[torch.Tensor]) -> torch.Tensor:
+        model = self.model
+        if self._folded is None:
+            parts = [model.global_bn(glob)] + [getattr(model, f"{g}_bn")(h) for g, h in zip(_GROUPS, last)]
+            return model.Linear(model.DenseClassifier(torch.cat(parts, dim=1)))
+        x = run_layers(torch.cat([glob, *last], dim=1), self._folded.dense)
+        weight, bias = self._folded.output
+        return torch.addmm(bias, x, weight)
 
     def forward(self, glob: torch.Tensor, cpf: torch.Tensor, npf: torch.Tensor, sv: torch.Tensor) -> torch.Tensor:
         model = self.model
         if model.training:
-            raise RuntimeError("BucketedDeepJet needs the wrapped DeepJet in eval mode; call model.eval() first")
-        lengths = [sequence_lengths(x) for x in (cpf, npf, sv)]
-        glob = model.global_bn(glob)
-        sequences = model.InputProcess(cpf, npf, sv)
-        zeros = [torch.zeros(1, *x.shape[1:], dtype=x.dtype, device=x.device) for x in (cpf, npf, sv)]
-        pads = [p[0, 0] for p in model.InputProcess(*zeros)]
-        outputs = [glob]
-        for group, sequence, n, pad in zip(_GROUPS, sequences, lengths, pads):
-            last = bucketed_last_output(getattr(model, f"{group}_lstm"), sequence, n, pad)
-            outputs.append(getattr(model, f"{group}_bn")(last))
-        return model.Linear(model.DenseClassifier(torch.cat(outputs, dim=1)))
+            raise RuntimeError("FastDeepJet needs the wrapped DeepJet in eval mode; call model.eval() first")
+        self._prepare([cpf.shape[1:], npf.shape[1:], sv.shape[1:]], cpf)
+        if len(glob) > self.max_batch:
+            parts = [self._forward(*(x[i : i + self.max_batch] for x in (glob, cpf, npf, sv))) for i in range(0, len(glob), self.max_batch)]
+            return torch.cat(parts)
+        return self._forward(glob, cpf, npf, sv)
+
+    def _forward(self, glob: torch.Tensor, cpf: torch.Tensor, npf: torch.Tensor, sv: torch.Tensor) -> torch.Tensor:
+        model = self.model
+        sequences = self._sequences(cpf, npf, sv)
+        last = []
+        for group, raw, sequence, states in zip(_GROUPS, (cpf, npf, sv), sequences, self._states):
+            lstm = getattr(model, f"{group}_lstm")
+            if self.bucket:
+                last.append(bucketed_last_output(lstm, sequence, sequence_lengths(raw), states, group_size=self.group_size))
+            else:
+                last.append(lstm(sequence.flip(1))[0][:, -1])
+        return self._classify(glob, last)

@@ -11,6 +11,7 @@ and FLOPs but no torch copy; it runs in onnxruntime only.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from advcalib.bench.fast import BucketedDeepJet, sequence_lengths
+from advcalib.bench.fast import FastDeepJet, sequence_lengths
 from advcalib.bench.timing import best_time, torch_threads
 from advcalib.models import import_onnx_deepjet
-from advcalib.models.tagger import ONNX_OUTPUT, onnx_providers
+from advcalib.models.onnx_import import ONNX_OUTPUT
+from advcalib.models.onnx_tagger import onnx_providers
 from advcalib.spec import DEEPJET_GROUPS, JET_PT
 
 logger = logging.getLogger(__name__)
@@ -69,17 +71,27 @@ def onnx_predictor(path: Path, *, n_threads: int, device: torch.device) -> Predi
 
 
 def torch_variants(model: torch.nn.Module, example: tuple[np.ndarray, ...], device: torch.device) -> dict[str, Any]:
-    """Build the torch variants: eager, TorchScript (trace, script; both frozen), bucketed eager."""
+    """Build the torch variants: eager, TorchScript (trace, script; both frozen) and the fast paths.
+
+    ``torch-folded`` folds the BatchNorms only, ``torch-bucketed`` skips padded LSTM steps
+    only, ``torch-fast`` does both (see ``advcalib.bench.fast``).
+    """
     model = model.eval().to(device)
     tensors = tuple(torch.from_numpy(a).to(device) for a in example[: len(DEEPJET_GROUPS)])
-    with torch.no_grad():
+    # torch 2.x marks TorchScript deprecated and warns that the LSTM's shape check is
+    # traced as a constant; both are expected for a benchmark of the TorchScript path.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
         traced = torch.jit.freeze(torch.jit.trace(model, tensors))
         scripted = torch.jit.freeze(torch.jit.script(model))
     return {
         "torch-eager": model,
         "torch-trace": traced,
         "torch-script": scripted,
-        "torch-bucketed": BucketedDeepJet(model),
+        "torch-folded": FastDeepJet(model, fold=True, bucket=False),
+        "torch-bucketed": FastDeepJet(model, fold=False, bucket=True),
+        "torch-fast": FastDeepJet(model),
     }
 
 
@@ -107,7 +119,7 @@ def measure_inference(
     repeats: int,
     device: torch.device,
 ) -> dict[str, Any]:
-    """Measure jets/s of every variant; the full batch scan for eager, bucketed and onnxruntime Run 3.
+    """Measure jets/s of every variant; the full batch scan for eager, fast and onnxruntime Run 3.
 
     ``model`` is the torch DeepJet; ``networks`` maps "Run3"/"Run2" to the ONNX files found
     (possibly none). TorchScript and onnxruntime Run 2 run at the batch size closest to
@@ -123,7 +135,7 @@ def measure_inference(
             for label, path in networks.items():
                 predictors[f"onnxruntime-{label}"] = onnx_predictor(path, n_threads=n_threads, device=device)
             for name, predict in predictors.items():
-                scan = name in ("torch-eager", "torch-bucketed", "onnxruntime-Run3")
+                scan = name in ("torch-eager", "torch-fast", "onnxruntime-Run3")
                 for batch_size in batch_sizes if scan else (reference_batch,):
                     n_jets = max(len(arrays[0]), batch_size)
                     rate = _measure(predict, tile_inputs(arrays, n_jets), batch_size=batch_size, repeats=repeats, device=device)

@@ -14,12 +14,27 @@ from advcalib.models.loading import PACKAGED_MODELS, packaged_model_path
 logger = logging.getLogger(__name__)
 
 
+def processor_preset(events: int) -> Preset:
+    """Simulated samples of the three calibration regions, ``events`` generated DY events.
+
+    W+c keeps only events with a soft muon in a jet, as in the ``demo`` preset; the ttbar
+    samples are smaller because their events carry more jets. No pseudo-data: they cost
+    the processor the same per event.
+    """
+    sizes = (("dy", events, "none"), ("wcharm", events, "soft_muon"), ("ttbar_semilep", events // 2, "none"),
+             ("ttbar_dilep", events // 4, "none"))
+    datasets = tuple(
+        DatasetSpec(name=name, process=name, role="calibration", events=max(1, n), filter=kind) for name, n, kind in sizes
+    )
+    return Preset(name="bench_processor", lumi=1.0, datasets=datasets)
+
+
 def processor_sample(out: Path, *, events: int, seed: int) -> Path:
-    """Generate the ``demo`` mixture scaled to ``events`` into ``out/processor``; return fileset.json."""
+    """Generate :func:`processor_preset` into ``out/processor`` (once); return its fileset.json."""
     target = out / "processor" / "fileset.json"
     if target.is_file():
         return target
-    return generate("demo", out / "processor", seed=seed, events=events)
+    return generate(processor_preset(events), out / "processor", seed=seed)
 
 
 def ttbar_sample(out: Path, *, events: int, seed: int, deepjet_inputs: bool) -> Path:

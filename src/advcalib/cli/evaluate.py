@@ -40,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-jets", type=int, help="use at most this many jets")
     parser.add_argument("--cache", type=Path, help="folder for cached inputs (default: no cache)")
     parser.add_argument("--no-plots", action="store_true", help="write only the tables")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
     parser.set_defaults(func=run)
 
 
@@ -49,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     from advcalib.models import load_tagger
     from advcalib.training.dataset import load_sample, resolve_files
 
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     models = dict(args.model or [("nominal", "nominal"), ("adversarial", "adversarial")])
     taggers = {name: load_tagger(source, device="cpu") for name, source in models.items()}
     architectures = {t.architecture for t in taggers.values()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import warnings
 from pathlib import Path
 
 
@@ -34,15 +35,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _read_events(path: Path):
     from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
 
-    return NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=PFNanoAODSchema, mode="eager").events()
+    # The schema warns about cross-references of collections this check does not use.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module="coffea.nanoevents")
+        factory = NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=PFNanoAODSchema, mode="eager")
+        return factory.events()
 
 
 def run_check(args: argparse.Namespace) -> int:
     from advcalib.inputs.validation import compare_with_stored
 
-    for path, what in ((args.file, "input file"), (args.model, "model")):
+    for path, role in ((args.file, "input file"), (args.model, "model")):
         if not path.exists():
-            print(f"error: {what} {path} not found")
+            print(f"error: {role} {path} not found")
             return 2
     try:
         result = compare_with_stored(_read_events(args.file), args.model, source=args.source)

@@ -119,9 +119,8 @@ def _report(summary) -> None:
     for step, reason in summary.failed_steps.items():
         print(f"step {step} failed: {reason} (see the log above; redo it from hists.coffea)")
     print(f"outputs in {summary.out}:")
-    for path in summary.files:
-        if path.parent == summary.out:
+    for path in sorted(summary.out.iterdir()):
+        if path.is_dir():
+            print(f"  {path.name}/ ({sum(1 for _ in path.rglob('*') if _.is_file())} files)")
+        else:
             print(f"  {path.name}")
-    plots = [path for path in summary.files if path.parent != summary.out]
-    if plots:
-        print(f"  plots/ ({len(plots)} files)")

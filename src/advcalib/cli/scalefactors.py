@@ -6,7 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from advcalib.scalefactors import ScaleFactorConfig, derive_scale_factors
+from pydantic import ValidationError
+
+from advcalib.scalefactors import FitConfig, ScaleFactorConfig, derive_scale_factors
+from advcalib.scalefactors.derive import SHAPE_FITS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--toys", type=int, default=100, help="pseudo-experiments for the statistical uncertainty (default 100)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the pseudo-experiments (default 1)")
     parser.add_argument("--nominal", default="nominal", help="entry of the histograms' systematic axis to fit (default nominal)")
+    parser.add_argument(
+        "--max-relative-uncertainty", type=float, default=0.2,
+        help="merge bins until the expected relative statistical uncertainty of each SF is below this (default 0.2)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.set_defaults(func=run)
 
@@ -39,7 +46,14 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(result, dict) or "hists" not in result:
         print(f"error: {args.hists} has no 'hists' entry; it is not the output of 'advcalib run'")
         return 1
-    config = ScaleFactorConfig(n_toys=args.toys, seed=args.seed, nominal_systematic=args.nominal, plots=not args.no_plots)
+    try:
+        config = ScaleFactorConfig(
+            n_toys=args.toys, seed=args.seed, nominal_systematic=args.nominal, plots=not args.no_plots,
+            fit=FitConfig(max_relative_uncertainty=args.max_relative_uncertainty),
+        )
+    except ValidationError as error:
+        print(f"error: invalid option: {error}")
+        return 2
     try:
         summary = derive_scale_factors(result, args.out, config=config)
     except ValueError as error:
@@ -52,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 def _print_summary(summary: dict) -> None:
     for model, entry in summary["models"].items():
         print(f"{model}: {entry['payload']}")
-        for fit in ("ctag", "btag"):
+        for fit in SHAPE_FITS:
             record = entry[fit]
             print(f"  {fit}: {record['n_iterations']} iterations, chi2 {record['chi2_first']:.1f} -> {record['chi2_final']:.1f}")
             if "closure" in entry:

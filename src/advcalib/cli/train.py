@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="ROOT files, folders or fileset.json (datasets with role 'training')")
     parser.add_argument("--out", type=Path, required=True, help="output folder for checkpoints, history and plots")
+
     parser.add_argument("--architecture", choices=("DeepJet", "DeepCSV"), default="DeepJet", help="network to train")
     parser.add_argument("--epochs", type=int, default=5, help="number of epochs (default 5)")
     parser.add_argument("--batch-size", type=int, default=1024, help="jets per optimiser step (default 1024)")
@@ -39,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr-decay", type=float, default=0.9, help="learning-rate factor per epoch (default 0.9)")
     parser.add_argument("--validation-fraction", type=float, default=0.2, help="fraction of jets for validation (default 0.2)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the split, initialisation, shuffling and dropout")
+
     parser.add_argument("--adversarial", choices=("fgsm", "ngm"), help="replace training batches by FGSM or NGM jets")
     parser.add_argument("--epsilon", type=float, default=0.01, help="attack size in units of the feature scale (default 0.01)")
     parser.add_argument("--epsilon-per-flavour", metavar="b=E,c=E,l=E", help="epsilon per flavour group, overrides --epsilon")
@@ -47,13 +49,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--start-after", type=int, default=0, help="clean epochs before adversarial training starts")
     parser.add_argument("--restrict-impact", type=float, help="cap each shift at this fraction of |x| (e.g. 0.2)")
     parser.add_argument("--track-epsilon", type=float, default=0.01, help="FGSM epsilon of the per-epoch robustness check")
+
     parser.add_argument("--resume", type=Path, help="epoch_NNN.pt of an interrupted run with the same settings")
+
     parser.add_argument("--preset", default="full", help="generator preset of the synthetic sample (no INPUT; default full)")
     parser.add_argument("--events", type=int, default=100_000, help="generated events of the largest synthetic dataset (no INPUT)")
     parser.add_argument("--generator-seed", type=int, default=1, help="seed of the synthetic sample (no INPUT)")
+
     parser.add_argument("--max-jets", type=int, help="use at most this many jets")
     parser.add_argument("--cache", type=Path, help="folder for cached inputs (default OUT/input_cache)")
     parser.add_argument("--no-cache", action="store_true", help="build inputs without reading or writing a cache")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
 
@@ -146,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
     from advcalib.training import split_sample
     from advcalib.training.dataset import load_sample
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     config = _config(args)
     files = _training_files(args)
     cache = None if args.no_cache else (args.cache or args.out / "input_cache")

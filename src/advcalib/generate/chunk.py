@@ -1,6 +1,6 @@
 """Simulate one chunk of events and lay it out as PFNano branches.
 
-A :class:`Chunk` holds flat event-level branches and jagged collections (counts per event
+A :class:`Chunk` contains flat event-level branches and jagged collections (counts per event
 plus one flat array per field) named and typed as in CMS PFNano. Collections reference
 each other by local indices inside the event (``Jet_muonIdx1``, ``JetPFCands_pFCandsIdx``,
 ``JetSVs_sVIdx``...), which coffea's ``PFNanoAODSchema`` turns into cross-references.
@@ -98,9 +98,10 @@ def _jet_collections(chunk: Chunk, jets: Table, cands: Table, svs: Table, muons:
     prob = deepjet_probabilities(deepcsv, n_soft_leptons=n_mu + n_el, n_charged=n_charged, raw_pt=jets["raw_pt"])
     n_const = _counts(cands["jet"], len(jets))
     fractions = _energy_fractions(cands, jets)
-    rng_mass = 0.12 + 0.04 * np.cos(jets["phi"] * 7.0)  # deterministic spread without another random draw
+    # Jet mass about 12 % of the pt, spread by a function of phi to avoid another random draw.
+    mass_fraction = 0.12 + 0.04 * np.cos(jets["phi"] * 7.0)
     fields = {
-        "pt": jets["pt"], "eta": jets["eta"], "phi": jets["phi"], "mass": jets["pt"] * rng_mass,
+        "pt": jets["pt"], "eta": jets["eta"], "phi": jets["phi"], "mass": jets["pt"] * mass_fraction,
         "rawFactor": jets["raw_factor"], "area": np.full(len(jets), 0.5),
         "jetId": np.full(len(jets), 6), "puId": np.where(jets["pt"] > 50, 0, 7),
         "muonIdx1": mu1, "muonIdx2": mu2, "electronIdx1": el1, "electronIdx2": el2,

@@ -76,7 +76,8 @@ def _directions(rng: np.random.Generator, cands: Table, jets: Table) -> None:
     momentum = np.maximum(cands["pt"], 0.2) * np.cosh(jets["eta"][jet])
     spread = (0.025 + 0.11 / np.sqrt(np.maximum(cands["pt"], 0.3))) * np.where(gluon, 1.25, 1.0)
     spread = np.where(kind == PILEUP, 0.2, spread)
-    pstar = np.where(jets["hadron_flavour"][jet] == 5, 1.6, np.where(jets["hadron_flavour"][jet] == 4, 0.75, 0.2))
+    # Mean transverse momentum of the decay products in the hadron frame, in GeV.
+    pstar = np.where(jets["hadron_flavour"][jet] == 5, 0.8, np.where(jets["hadron_flavour"][jet] == 4, 0.45, 0.2))
     decay_angle = np.minimum(pstar * np.sqrt(1 - rng.random(n) ** 2) / momentum, 0.35)
     cands["decay_angle"] = np.where(kind == DECAY, decay_angle, 0.0)
     hadron_offset = rng.rayleigh(0.012, len(jets))[jet]

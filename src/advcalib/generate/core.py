@@ -29,6 +29,9 @@ def _rng(seed: int, dataset: str, chunk: int) -> np.random.Generator:
 
 
 def _chunk_sizes(total: int, chunk_size: int) -> Iterator[int]:
+    """Chunk sizes adding up to ``total``; a single empty chunk for 0, so every file gets its tree."""
+    if total <= 0:
+        yield 0
     while total > 0:
         yield min(total, chunk_size)
         total -= chunk_size
@@ -121,6 +124,7 @@ def generate(preset: str | Path | Preset, out_dir: str | Path, *, seed: int = 1,
         fileset[name] = {"files": {result["path"].name: "Events"}, "metadata": {
             "is_data": True, "process": "data", "source_process": spec.process, "role": "calibration",
             "lumi": config.lumi, "truth": {result["path"].name: result["truth"].name}, "events": result["written"],
+            "generated_events": result["generated"],
             "filter": spec.filter,
         }}
     write_mismodeling(out / "mismodeling.json", mismodeling, closure=config.closure)

@@ -30,6 +30,9 @@ SOFT_ELECTRON_RATE = {5: 0.20, 4: 0.10, 0: 0.008}
 #: Fraction of b-jet leptons from the cascade b -> c -> l, which flips the lepton charge.
 CASCADE_FRACTION = 0.45
 
+#: Fraction of heavy-flavour jets whose hadron carries a small momentum fraction.
+SOFT_FRAGMENTATION = 0.3
+
 MUON_PT_MIN, MUON_ABSETA_MAX = 3.0, 2.4
 ELECTRON_PT_MIN, ELECTRON_ABSETA_MAX = 5.0, 2.5
 
@@ -52,9 +55,9 @@ def _by_flavour(table: dict[int, float], hadron_flavour: np.ndarray) -> np.ndarr
 def reco_jets(rng: np.random.Generator, partons: Partons, mismodeling: Mismodeling | None) -> Table:
     """Smear partons into reconstructed jets, keep pt > 15 GeV and |eta| < 2.5, sort by pt per event.
 
-    The jet energy response is Gaussian with a stochastic and a constant term; jets with a
-    semileptonic decay lose the neutrino and respond 7 % lower. ``mismodeling`` (pseudo-data
-    only) scales the response per flavour through ``jet_energy_scale``.
+    The jet energy response is Gaussian with a stochastic and a constant term. Jets with a
+    semileptonic decay lose the neutrino, so they respond 7 % lower. ``mismodeling``
+    (pseudo-data only) scales the response per flavour through ``jet_energy_scale``.
     """
     jets = Table(
         event=partons.event, eta=partons.eta + rng.normal(0, 0.01, len(partons.pt)),
@@ -79,7 +82,11 @@ def _decide_decays(rng: np.random.Generator, jets: Table, mismodeling: Mismodeli
     """Add hadron momentum fraction, decay length and semileptonic lepton choice to ``jets``."""
     n = len(jets["event"])
     flav = jets["hadron_flavour"]
-    z = np.where(flav == 5, rng.beta(7.0, 3.0, n), np.where(flav == 4, rng.beta(4.0, 3.3, n), 0.0))
+    # Hard fragmentation, softened in 30 % of the jets (gluon splitting, hard radiation).
+    soft = rng.random(n) < SOFT_FRAGMENTATION
+    z_b = np.where(soft, rng.beta(3.0, 4.0, n), rng.beta(7.0, 3.0, n))
+    z_c = np.where(soft, rng.beta(2.5, 4.5, n), rng.beta(4.0, 3.3, n))
+    z = np.where(flav == 5, z_b, np.where(flav == 4, z_c, 0.0))
     ctau = np.where(flav == 5, B_HADRON["ctau"], _charm_lifetimes(rng, n))
     mass = np.where(flav == 5, B_HADRON["mass"], C_HADRON_MASS)
     momentum = np.maximum(z * jets["parton_pt"] * np.cosh(jets["eta"]), 0.1)

@@ -22,7 +22,7 @@ def power_law(rng: np.random.Generator, n: int, *, low: float, index: float, hig
 
 
 def breit_wigner(rng: np.random.Generator, n: int, *, mass: float, width: float, low: float, high: float) -> np.ndarray:
-    """Sample a relativistic-ish (Cauchy) line shape truncated to ``[low, high]`` by inversion of the CDF."""
+    """Sample a Cauchy (non-relativistic Breit-Wigner) line shape truncated to ``[low, high]`` by inversion of the CDF."""
     lo = np.arctan((low - mass) / (width / 2))
     hi = np.arctan((high - mass) / (width / 2))
     return mass + width / 2 * np.tan(lo + rng.random(n) * (hi - lo))

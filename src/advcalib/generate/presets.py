@@ -56,7 +56,7 @@ class Preset(BaseModel):
 
     name: str = Field(description="preset name, recorded in the output")
     lumi: float = Field(gt=0, description="integrated luminosity of the pseudo-data in /pb")
-    chunk_size: int = Field(50_000, gt=0, description="generated events per chunk (bounds the memory)")
+    chunk_size: int = Field(25_000, gt=0, description="generated events per chunk (bounds the memory)")
     closure: bool = Field(False, description="set every mismodeling knob to 0: pseudo-data distributed as the simulation")
     mismodeling: Mismodeling = Field(default_factory=Mismodeling, description="knobs of the pseudo-data per flavour")
     datasets: tuple[DatasetSpec, ...] = Field(min_length=1, description="simulated datasets")

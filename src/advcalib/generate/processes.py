@@ -4,10 +4,10 @@ Each process function samples ``n`` events and returns :class:`HardEvents`: flat
 leptons and partons with the index of their event. The jet contents (tracks, vertices,
 soft leptons) are added later by :mod:`advcalib.generate.jets`.
 
-Charges follow the quark charges, which is what makes the opposite-sign minus same-sign
-(OS-SS) subtraction work: in W+c (``s g -> W- c``, ``sbar g -> W+ cbar``) the charm quark
-has the sign opposite to the W charge, so the muon of ``c -> s mu+ nu`` has the charge
-opposite to the W lepton. Partons from gluon splitting and light quarks get random signs.
+Charges follow the quark charges, which makes the opposite-sign minus same-sign (OS-SS)
+subtraction work. In W+c (``s g -> W- c``, ``sbar g -> W+ cbar``) the charm quark has the
+sign opposite to the W charge, so the muon of ``c -> s mu+ nu`` has the charge opposite to
+the W lepton. Partons from gluon splitting and light quarks get random signs.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """A cheap analytic stand-in for the DeepJet and DeepCSV outputs stored in NanoAOD.
 
-The class scores are a softmax of hand-set linear functions of reconstructed quantities
-only (impact-parameter significances, vertex mass and flight significance, soft leptons,
-track multiplicity), never of the generator truth, so pseudo-data mismodeling propagates
+The class scores are a softmax of hand-set linear functions of reconstructed quantities:
+impact-parameter significances, vertex mass and flight significance, soft leptons and track
+multiplicity. They never read the generator truth, so pseudo-data mismodeling propagates
 into the stored discriminators as it would for a real tagger.
 """
 
@@ -26,7 +26,9 @@ def deepjet_probabilities(deepcsv: dict[str, np.ndarray], *, n_soft_leptons: np.
     lepton = (n_soft_leptons > 0).astype(float)
     expected = 4.0 + 5.0 * np.log(np.maximum(raw_pt, 15.0) / 12.0)
     b = 0.26 * s2 + 0.2 * s3 + 1.3 * has_sv * (mass > 1.8) + 0.4 * has_sv + 0.03 * flight - 3.2
-    c = 0.18 * s1 + 0.08 * s2 + 0.9 * has_sv * (mass > 0.55) * (mass < 2.2) + 0.2 * lepton - 1.4
+    k0s = has_sv * (np.abs(mass - 0.498) < 0.03)
+    charm_mass = has_sv * (mass > 0.6) * (mass < 2.2)
+    c = 0.2 * np.clip(s1, -3, 12) + 0.15 * np.clip(s2, -3, 8) + 1.2 * charm_mass - 1.0 * k0s + 0.3 * lepton - 2.2
     g = 0.08 * (n_charged - expected) - 0.2
     logits = np.stack([b, b - 1.8 + 0.5 * (deepcsv["jetNSecondaryVertices"] > 1), b - 1.5 + 2.2 * lepton - 0.6 * (1 - lepton),
                        c, np.zeros_like(b), g], axis=1)

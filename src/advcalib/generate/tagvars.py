@@ -69,7 +69,7 @@ def _delta_r_to_jet(p4: np.ndarray, jets: Table, jet: np.ndarray) -> np.ndarray:
 
 
 def deepcsv_variables(cands: Table, svs: Table, jets: Table) -> dict[str, np.ndarray]:
-    """Every ``Jet_DeepCSV_*`` variable (without the prefix) for all jets."""
+    """Compute every ``Jet_DeepCSV_*`` variable (names without the prefix) for all jets."""
     n_jets = len(jets)
     sel = cands["charged"] & (cands["pt"] > 1.0) & (cands["jet_distance"] > -0.07) & (cands["decay_length"] < 5.0)
     index = np.flatnonzero(sel)

@@ -3,11 +3,17 @@
 Impact parameters follow from the decay: a decay product leaving the hadron's flight path
 at angle ``alpha`` passes the primary vertex at ``L * sin(alpha)``, which averages to about
 c*tau whatever the boost (450 um for b, 100-300 um for c hadrons). Prompt tracks have only
-the resolution, a Gaussian core of ``12 um (+) 95 um GeV / pt`` in the transverse plane with
-a 3 % wide tail five times broader, plus 1.5 % secondaries (V0 decays, material) with mm-scale
-offsets. The stored ``PFCands_d0`` carries CMS's geometric sign: the point of closest
-approach lies at ``d0 * (-sin phi, cos phi)`` from the primary vertex, so the lifetime sign
-(positive when that point lies downstream along the jet axis) is
+the resolution, a Gaussian core of ``20 um (+) 105 um GeV / pt`` in the transverse plane
+with a 5 % tail five times broader. 12 % of the tracks miss the innermost pixel hit
+(``lostInnerHits`` 1) and have a three times worse resolution.
+
+Secondaries give light jets displaced tracks too. A V0 decay adds a displaced track pair
+(90 % on the downstream side) to 25 % of the jets, and 5 % of the other tracks are single
+secondaries from material or decays in flight. Both have offsets of about 0.6 mm.
+
+The stored ``PFCands_d0`` carries CMS's geometric sign: the point of closest approach lies
+at ``d0 * (-sin phi, cos phi)`` from the primary vertex. The lifetime sign (positive when
+that point lies downstream along the jet axis) is therefore
 ``sign(d0 * sin(phi_jet - phi_track))``, the convention of CMSSW's ``IPTools``. The 3D
 lifetime-signed value is ``JetPFCands_btagSip3dVal``, with the sign of the 2D one.
 """
@@ -20,18 +26,22 @@ from advcalib.generate.jets import knob_per_jet
 from advcalib.generate.mismodeling import Mismodeling
 from advcalib.generate.table import Table, random_sign
 
-TAIL_PROBABILITY = 0.03
+TAIL_PROBABILITY = 0.05
 TAIL_WIDTH = 5.0
-SECONDARY_PROBABILITY = 0.015
+SECONDARY_PROBABILITY = 0.05
 NEUTRAL_DEFAULT = -1.0
-DECAY_KIND, PILEUP_KIND = 1, 4
+FRAGMENTATION_KIND, DECAY_KIND, PILEUP_KIND = 0, 1, 4
+#: Probability that a jet contains a reconstructed V0 decay among its leading tracks.
+V0_PROBABILITY = 0.25
+#: Fraction of tracks missing the innermost pixel hit, and their resolution factor.
+DEGRADED_PROBABILITY, DEGRADED_WIDTH = 0.12, 3.0
 
 
 def nominal_resolution(pt: np.ndarray, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Transverse and longitudinal impact-parameter resolution in cm as the track fit reports it."""
     pt = np.maximum(pt, 0.3)
-    sigma_xy = np.hypot(0.0012, 0.0095 / pt) * (1.0 + 0.15 * np.abs(eta))
-    sigma_z = np.hypot(0.0025, 0.012 / pt) * np.cosh(eta) ** 0.8
+    sigma_xy = np.hypot(0.0020, 0.0105 / pt) * (1.0 + 0.15 * np.abs(eta))
+    sigma_z = np.hypot(0.0030, 0.0130 / pt) * np.cosh(eta) ** 0.8
     return sigma_xy, sigma_z
 
 
@@ -48,9 +58,12 @@ def _true_impact(rng: np.random.Generator, cands: Table, jets: Table) -> tuple[n
     light_decay = (flav == 0) & (kind == DECAY_KIND)
     impact = np.where(kind == DECAY_KIND, length * np.sin(cands["decay_angle"]), 0.0)
     impact = np.where(light_decay, rng.exponential(0.004, n), impact)
-    secondary = (kind != DECAY_KIND) & (rng.random(n) < SECONDARY_PROBABILITY)
-    impact = np.where(secondary, rng.exponential(0.08, n) * np.where(rng.random(n) < 0.7, 1, -1), impact)
-    decay_length = np.where(kind == DECAY_KIND, length, np.abs(rng.normal(0, 0.02, n)))
+    # V0 decays (K0s, Lambda) give pairs of displaced tracks: the two leading fragmentation
+    # tracks of a jet with a V0. Other secondaries (material, decays in flight) come singly.
+    v0_pair = (kind == FRAGMENTATION_KIND) & (cands["rank"] < 2) & (rng.random(len(jets["event"])) < V0_PROBABILITY)[jet]
+    secondary = v0_pair | ((kind != DECAY_KIND) & (rng.random(n) < SECONDARY_PROBABILITY))
+    impact = np.where(secondary, rng.exponential(0.06, n) * np.where(rng.random(n) < 0.9, 1, -1), impact)
+    decay_length = np.where(kind == DECAY_KIND, length, np.abs(rng.normal(0, 0.04, n)))
     decay_length = np.where(secondary, rng.exponential(1.0, n), decay_length)
     return impact, decay_length
 
@@ -69,14 +82,16 @@ def add_track_parameters(rng: np.random.Generator, cands: Table, jets: Table, mi
     """
     n_all = len(cands["jet"])
     index = np.flatnonzero(cands["charged"])
-    tracks = Table({k: cands[k][index] for k in ("jet", "kind", "decay_angle", "pt", "eta", "phi")})
+    tracks = Table({k: cands[k][index] for k in ("jet", "kind", "rank", "decay_angle", "pt", "eta", "phi")})
     n = len(index)
     flav = jets["hadron_flavour"][tracks["jet"]]
     impact, decay_length = _true_impact(rng, tracks, jets)
     sigma_xy, sigma_z = nominal_resolution(tracks["pt"], tracks["eta"])
     core = knob_per_jet(mismodeling, "ip_resolution_core", flav)
     tail = rng.random(n) < TAIL_PROBABILITY * knob_per_jet(mismodeling, "ip_resolution_tail", flav)
-    smear = core * np.where(tail, TAIL_WIDTH, 1.0)
+    # Tracks without a hit in the innermost pixel layer measure the impact parameter worse.
+    degraded = rng.random(n) < DEGRADED_PROBABILITY
+    smear = core * np.where(tail, TAIL_WIDTH, 1.0) * np.where(degraded, DEGRADED_WIDTH, 1.0)
     ip_xy = impact + sigma_xy * smear * rng.standard_normal(n)
     ip_z = impact * rng.normal(0.0, 0.7, n) + sigma_z * smear * rng.standard_normal(n)
     ip_3d = np.hypot(ip_xy, ip_z)
@@ -91,7 +106,7 @@ def add_track_parameters(rng: np.random.Generator, cands: Table, jets: Table, mi
         "d0Err": (sigma_xy, NEUTRAL_DEFAULT), "dz": (dz, NEUTRAL_DEFAULT), "dzErr": (sigma_z, NEUTRAL_DEFAULT),
         "decay_length": (decay_length, 0.0), "jet_distance": (-ip_3d * rng.uniform(0.05, 0.6, n), 0.0),
     }
-    columns.update(_quality(rng, n, decay_length, pileup, np.abs(ip_xy / sigma_xy) > 3))
+    columns.update(_quality(rng, n, decay_length, pileup, np.abs(ip_xy / sigma_xy) > 3, degraded))
     for name, (values, default) in columns.items():
         cands[name] = _scatter(n_all, index, values, default)
     puppi = rng.beta(6.0, 1.0, n_all)
@@ -99,9 +114,10 @@ def add_track_parameters(rng: np.random.Generator, cands: Table, jets: Table, mi
     cands.update(puppiWeight=puppi, puppiWeightNoLep=puppi, vtxChi2=_scatter(n_all, index, np.zeros(n), -1.0))
 
 
-def _quality(rng: np.random.Generator, n: int, decay_length: np.ndarray, pileup: np.ndarray, displaced: np.ndarray) -> dict:
+def _quality(rng: np.random.Generator, n: int, decay_length: np.ndarray, pileup: np.ndarray, displaced: np.ndarray,
+             degraded: np.ndarray) -> dict:
     """Hit pattern, vertex association, quality flags and chi2 of ``n`` tracks, with their neutral defaults."""
-    lost = np.where(decay_length > 4.0, rng.integers(1, 3, n), (rng.random(n) < 0.05).astype(np.int32))
+    lost = np.where(decay_length > 4.0, rng.integers(1, 3, n), degraded.astype(np.int32))
     assoc = np.where(pileup, rng.integers(0, 2, n), np.where(displaced, rng.integers(4, 7, n), 7))
     quality = np.where(rng.random(n) < 0.92, 5, 1)
     chi2 = rng.gamma(2.0, 0.45, n) * np.where(rng.random(n) < TAIL_PROBABILITY, 4.0, 1.0)

@@ -1,10 +1,10 @@
 """Secondary vertices: reconstructed heavy-hadron decays and fake vertices.
 
 A b (c) hadron with at least two charged decay products gives a vertex with probability
-0.72 (0.38) times ``1 - exp(-L / 300 um)``; its mass reaches about 5 GeV for b and stays
-below about 2 GeV for c. Every jet can also carry a fake vertex (V0 decays, material
-interactions, random track pairs): 3.5 % of light jets and 2 % of heavy-flavour jets in the
-simulation, with masses mostly below 1.5 GeV (30 % at the K0s mass) and small flight
+0.66 (0.35) times ``1 - exp(-L / 300 um)``. The vertex mass reaches about 5 GeV for b and
+stays below about 2 GeV for c. Every jet can also carry a fake vertex (V0 decays, material
+interactions, random track pairs): 6 % of light jets and 3 % of heavy-flavour jets at 30 GeV
+in the simulation, rising with the logarithm of the jet pt, with masses mostly below 1.5 GeV (30 % at the K0s mass) and small flight
 significances.
 """
 
@@ -17,8 +17,8 @@ from advcalib.generate.jets import knob_per_jet
 from advcalib.generate.mismodeling import Mismodeling
 from advcalib.generate.table import Table, segment_rank
 
-VERTEX_EFFICIENCY = {5: 0.72, 4: 0.38}
-FAKE_RATE = {0: 0.035, 4: 0.02, 5: 0.02}
+VERTEX_EFFICIENCY = {5: 0.66, 4: 0.35}
+FAKE_RATE = {0: 0.06, 4: 0.03, 5: 0.03}
 K0S_MASS = 0.4976
 
 

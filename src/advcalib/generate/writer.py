@@ -95,6 +95,6 @@ class TreeWriter:
 
 
 def truth_arrays(chunk: Chunk) -> dict[str, object]:
-    """The truth sidecar's branches for one chunk: ``Jet_hadronFlavour`` aligned with the data file's jets."""
+    """Build the truth sidecar's branches of one chunk: ``Jet_hadronFlavour`` aligned with the data file's jets."""
     counts = chunk.collections["Jet"][0]
     return {"Jet": _jagged(counts, {"hadronFlavour": chunk.truth_flavour}, "Jet")}

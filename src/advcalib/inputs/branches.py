@@ -28,7 +28,7 @@ def slot_fields(group: spec.InputGroup) -> list[list[str]]:
 
 
 def deepjet_fields() -> list[str]:
-    """Every ``Jet`` field that source ``deepjet_branches`` reads besides jet kinematics."""
+    """List every ``Jet`` field that source ``deepjet_branches`` reads besides jet kinematics."""
     fields = [PREFIX + name for name in COUNT_FEATURES]
     for group in (spec.CHARGED, spec.NEUTRAL, spec.VERTEX):
         fields += [name for slot in slot_fields(group) for name in slot]
@@ -36,7 +36,7 @@ def deepjet_fields() -> list[str]:
 
 
 def read_slots(events: ak.Array, selection: JetSelection, group: spec.InputGroup) -> np.ndarray:
-    """One slotted group [N, slots, features] from the ``Jet_DeepJet_*`` branches."""
+    """Read one slotted group [N, slots, features] from the ``Jet_DeepJet_*`` branches."""
     out = np.zeros((len(selection), *group.shape), dtype=np.float64)
     for slot, names in enumerate(slot_fields(group)):
         for position, name in enumerate(names):
@@ -45,21 +45,21 @@ def read_slots(events: ak.Array, selection: JetSelection, group: spec.InputGroup
 
 
 def read_counts(events: ak.Array, selection: JetSelection) -> dict[str, np.ndarray]:
-    """The count features ``nCpfcand``, ``nNpfcand``, ``nsv`` and ``npv`` per selected jet."""
+    """Read the count features ``nCpfcand``, ``nNpfcand``, ``nsv`` and ``npv`` per selected jet."""
     return {name: flat_field(events.Jet, PREFIX + name)[selection.global_index] for name in COUNT_FEATURES}
 
 
 def deepjet_branches(inputs: DeepJetInputs, counts: np.ndarray | ak.Array) -> dict[str, ak.Array]:
     """Jagged ``Jet_DeepJet_*`` branches that store ``inputs`` in PFNano's layout.
 
-    ``inputs`` must hold every jet of the events, event by event in ``events.Jet`` order, and
-    ``counts`` the number of jets per event; writing the result (``uproot`` tree with a
-    ``Jet`` collection) gives a file from which source ``deepjet_branches`` reads the same
-    arrays back. Integer-valued features are written as int32, the rest as float32.
+    ``inputs`` must contain every jet of the events, event by event in ``events.Jet`` order,
+    and ``counts`` the number of jets per event. Written as a ``Jet`` collection of a TTree,
+    the result gives a file from which source ``deepjet_branches`` reads the same arrays
+    back. Integer-valued features are written as int32, the rest as float32.
     """
     counts = np.asarray(counts, dtype=np.int64)
     if counts.sum() != len(inputs):
-        raise ValueError(f"counts add up to {counts.sum()} jets but inputs hold {len(inputs)} rows; pass the jets per event")
+        raise ValueError(f"counts add up to {counts.sum()} jets but inputs contain {len(inputs)} rows; pass the number of jets per event")
     columns: dict[str, np.ndarray] = {}
     for name in COUNT_FEATURES:
         columns[PREFIX + name] = inputs.glob[:, spec.GLOBAL.index(name)].astype(np.int32)

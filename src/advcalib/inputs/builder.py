@@ -63,10 +63,13 @@ def required_branches(source: str) -> list[str]:
 
 
 def _missing_branches(events: ak.Array, source: str) -> list[str]:
+    fields: dict[str, set[str]] = {}
     missing = []
     for branch in required_branches(source):
         collection, _, field = branch.partition("_")
-        if collection not in events.fields or field not in events[collection].fields:
+        if collection not in fields:
+            fields[collection] = set(events[collection].fields) if collection in events.fields else set()
+        if field not in fields[collection]:
             missing.append(branch)
     return missing
 

@@ -119,7 +119,7 @@ def signed_ip2d(c: Constituents, jets: RawJets) -> tuple[np.ndarray, np.ndarray]
     """Signed transverse impact parameter and its significance (``IPTools``, straight line).
 
     The point of closest approach to the primary vertex lies at ``d0 * (-sin phi, cos phi)``
-    from it; the IP takes the sign of that vector's projection on the jet axis.
+    from it. The IP takes the sign of that vector's projection on the jet axis.
     CMSSW's error combines the track and primary-vertex covariances; PFNano stores only the
     track part, so the vertex part is the estimate ``PV_TRANSVERSE_ERROR``.
     NOTE: the true vertex error varies by event and direction (3 to 5 micrometres on the
@@ -215,10 +215,10 @@ def build_candidate_features(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Charged [N,25,16] and neutral [N,25,6] inputs with the candidate counts per jet.
 
-    Sort orders of ``DeepFlavourTagInfoProducer`` (``SortingClass::compareByABCInv``):
-    charged by descending 2D IP significance, then descending ``-mindrsv``, then descending
-    pt ratio; neutral by descending ``-mindrsv``, then pt ratio. Counts are taken before the
-    truncation to 25, as ``make_inputs`` does.
+    Sort orders are those of ``DeepFlavourTagInfoProducer`` (``SortingClass::compareByABCInv``).
+    Charged candidates go by descending 2D IP significance, then ascending Delta R to the
+    nearest SV, then descending pt ratio. Neutral candidates go by ascending Delta R to the
+    nearest SV, then descending pt ratio. Counts are taken before the truncation to 25.
     """
     n_rows = len(selection)
     c = collect_constituents(events, selection)

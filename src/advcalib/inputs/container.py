@@ -48,7 +48,7 @@ class DeepJetInputs:
             raise ValueError(f"unknown DeepJetInputs source {self.source!r}; use one of {', '.join(SOURCES)}")
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The four network inputs ``(glob, cpf, npf, sv)``."""
+        """Return the four network inputs ``(glob, cpf, npf, sv)``."""
         return self.glob, self.cpf, self.npf, self.sv
 
     def onnx_feed(self) -> dict[str, np.ndarray]:
@@ -60,7 +60,7 @@ class DeepJetInputs:
         return int(len(self.event_index))
 
     def take(self, index: np.ndarray | slice) -> DeepJetInputs:
-        """The rows selected by ``index`` (integer array, boolean mask or slice)."""
+        """Select the rows given by ``index`` (integer array, boolean mask or slice)."""
         return DeepJetInputs(
             glob=self.glob[index],
             cpf=self.cpf[index],

@@ -24,9 +24,9 @@ def deepcsv_branches() -> list[str]:
 def build_deepcsv_inputs(events: ak.Array, jet_index: ak.Array | None = None) -> np.ndarray:
     """DeepCSV inputs [N, 66] float32 in ``spec.DEEPCSV`` order, rows as in ``build_deepjet_inputs``.
 
-    Jet pt is the uncorrected pt, as for DeepJet; every other input is the stored
-    ``Jet_DeepCSV_<name>`` value, with NanoAOD's -999 for a missing tagging variable kept
-    as it is. NaN and infinite values become 0.
+    Jet pt is the uncorrected pt, as for DeepJet. Every other input is the stored
+    ``Jet_DeepCSV_<name>`` value, and NanoAOD's -999 for a missing tagging variable is kept.
+    NaN and infinite values become 0.
     """
     missing = [b for b in deepcsv_branches() if b.partition("_")[2] not in events.Jet.fields]
     if missing:

@@ -23,7 +23,7 @@ def tagvar_features() -> tuple[str, ...]:
 
 
 def read_tagvars(events: ak.Array, selection: JetSelection) -> dict[str, np.ndarray]:
-    """The ``TagVarCSV_*`` global features of the selected jets, as stored.
+    """Read the ``TagVarCSV_*`` global features of the selected jets as stored.
 
     A missing tagging variable stays -999, the value that both NanoAOD and CMSSW's
     ``ShallowTagInfoConverter`` use and that the network was fed in CMSSW. On the PFNano
@@ -44,7 +44,7 @@ def build_global_features(
 ) -> np.ndarray:
     """Global inputs [N, 15] in ``make_inputs`` order.
 
-    ``counts`` holds ``nCpfcand``, ``nNpfcand`` and ``nsv`` per jet; ``npv`` is ``PV_npvs``,
+    ``counts`` contains ``nCpfcand``, ``nNpfcand`` and ``nsv`` per jet; ``npv`` is ``PV_npvs``,
     the size of ``offlineSlimmedPrimaryVertices`` that CMSSW uses.
     """
     npv = ak.to_numpy(events.PV.npvs).astype(np.float64)[selection.event_index]

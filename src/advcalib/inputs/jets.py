@@ -81,7 +81,7 @@ def select_jets(events: ak.Array, jet_index: ak.Array | None) -> JetSelection:
 
 
 def flat_field(collection: ak.Array, name: str, *, dtype: type = np.float64) -> np.ndarray:
-    """One field of a jagged collection as a flat numpy array."""
+    """Return one field of a jagged collection as a flat numpy array."""
     return ak.to_numpy(ak.flatten(collection[name], axis=1)).astype(dtype)
 
 
@@ -100,7 +100,7 @@ def raw_jets(events: ak.Array, selection: JetSelection) -> RawJets:
     """Uncorrected pt and energy, ``Jet_pt * (1 - Jet_rawFactor)``, of the selected jets.
 
     CMSSW's ``pfDeepFlavourTagInfos`` runs on the uncorrected jet (``JetConverter``), so its
-    pt, energy and every ratio to them use the raw four-momentum; its direction equals the
+    pt, energy and every ratio to them use the raw four-momentum. The direction equals the
     corrected jet's.
     """
     jets = events.Jet

@@ -36,7 +36,7 @@ def _unlisted_sv_directions(events: ak.Array) -> tuple[np.ndarray, np.ndarray, n
 
     PFNano stores them only relative to their jet: ``phirel`` and ``|Delta R| - 0.5``, which
     leave the sign of ``eta_sv - eta_jet`` open. The sign is taken from the flight direction:
-    ``|sinh(eta)| = sqrt(d3d^2 - dxy^2) / dxy`` says which of the two solutions has the right
+    ``|sinh(eta)| = sqrt(d3d^2 - dxy^2) / dxy`` selects which of the two solutions has the right
     ``|eta|``. NOTE: the flight direction is only a proxy for the momentum direction, so near
     ``eta = 0`` the sign may be wrong; it only matters when such a vertex is the nearest one.
     """

@@ -1,7 +1,7 @@
 """Flavour-tagging scale factors from the histograms of a calibration run.
 
-Per model: the c-tag shape fit in CvsL x CvsB and the b-tag shape fit in BvsAll (pt, |eta|)
-for b, c and light jets (fit.py), their statistical (toys.py) and method (systematics.py)
+Per model: the c-tag shape fit in CvsL x CvsB, the b-tag shape fit in BvsAll (pt, |eta|)
+and the BvsL shape fit for b, c and light jets (fit.py), their statistical (toys.py) and method (systematics.py)
 variations, working-point SFs from the same fits (wp.py), one correctionlib payload
 ``sf_<model>.json.gz`` (payload.py), diagnostics and plots (diagnostics.py) and, when the run
 has pseudo-data with truth, the closure test (closure.py).
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from advcalib.scalefactors import closure, diagnostics, payload
 from advcalib.scalefactors.config import FitConfig, ScaleFactorConfig
-from advcalib.scalefactors.derive import ModelScaleFactors, build_corrections, derive_model
+from advcalib.scalefactors.derive import SHAPE_FITS, ModelScaleFactors, build_corrections, derive_model
 from advcalib.scalefactors.templates import model_names
 
 __all__ = ["FitConfig", "ModelScaleFactors", "ScaleFactorConfig", "derive_model", "derive_scale_factors"]
@@ -42,7 +42,7 @@ def derive_scale_factors(result: dict, out_dir: str | Path, *, config: ScaleFact
     for model in models:
         sfs = derive_model(result, model, config=config)
         path = payload.write_payload(payload.correction_set(model, build_corrections(sfs)), out_dir / f"sf_{model}.json.gz")
-        records[model] = {"ctag": diagnostics.fit_record(sfs.ctag), "btag": diagnostics.fit_record(sfs.btag)}
+        records[model] = {name: diagnostics.fit_record(getattr(sfs, name)) for name in SHAPE_FITS}
         entry = {"payload": str(path), **{k: _short(v) for k, v in records[model].items()}}
         if closure.has_truth(result, model):
             closures[model] = closure.run_closure(result, sfs, config=config)

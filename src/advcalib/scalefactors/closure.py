@@ -1,8 +1,8 @@
 """Closure of the shape fits on pseudo-data whose true flavour is known.
 
 The true SF of flavour f in a bin group G is the pseudo-data shape of f over the MC shape
-of f in f's target region, both OS-SS and normalised over the fitted bins (the fit keeps
-each flavour's yield over those bins):
+of f in f's target region. Both are OS-SS and normalised over the fitted bins, because the
+fit keeps each flavour's yield over those bins:
 
     SF_true,G = (T_f,G / sum T_f) / (MC_f,G / sum MC_f)
 
@@ -26,9 +26,9 @@ import logging
 import numpy as np
 
 from advcalib.divergence import jsd
-from advcalib.scalefactors import btag, ctag
+from advcalib.scalefactors import ctag
 from advcalib.scalefactors.config import ScaleFactorConfig
-from advcalib.scalefactors.derive import ModelScaleFactors, ShapeScaleFactors
+from advcalib.scalefactors.derive import SHAPE_FITS, ModelScaleFactors, ShapeScaleFactors
 from advcalib.scalefactors.grouping import group_sums
 from advcalib.scalefactors.templates import MC_FLAVOURS, REGION_TARGET, Templates, Yields
 from advcalib.scalefactors.toys import vary_yields
@@ -39,11 +39,12 @@ log = logging.getLogger(__name__)
 PROJECTIONS: dict[str, dict[str, tuple[int, ...]]] = {
     "ctag": {"CvsL": (1,), "CvsB": (0,)},
     "btag": {"BvsAll": (0, 1)},
+    "bvsl": {"BvsL": ()},
 }
 
 
 def has_truth(result: dict, model: str) -> bool:
-    """Whether the run has truth histograms with entries for ``model``."""
+    """Return whether the run has truth histograms with entries for ``model``."""
     truth = result.get("truth_hists") or {}
     h = truth.get(ctag.HISTOGRAM)
     return h is not None and model in list(h.axes["model"]) and h[{"model": model}].sum(flow=True).value > 0
@@ -71,7 +72,7 @@ def truth_scale_factors(truth: Templates, templates: Templates, *, labels: np.nd
 
 
 def group_values(values: np.ndarray, shape: ShapeScaleFactors) -> dict[str, np.ndarray]:
-    """One value per fitted group of each flavour (bins of a group share it)."""
+    """Return one value per fitted group of each flavour, because the bins of a group share it."""
     out = {}
     for f, flavour in enumerate(MC_FLAVOURS):
         labels = shape.fit.grouping.labels[f]
@@ -129,9 +130,9 @@ def jsd_before_after(templates: Templates, sf: np.ndarray, projections: dict[str
 def jsd_floor(data: np.ndarray, data_variance: np.ndarray, mc: np.ndarray, mc_variance: np.ndarray) -> float:
     """JSD (nats) expected between data and MC of the same shape from their statistical uncertainties.
 
-    For small differences JSD ~ (1/8) sum_i (p_i - q_i)^2 / q_i with p and q the normalised
-    histograms, so its expectation is (1/8) sum_i (var(d_i) / D^2 + var(m_i) / M^2) / q_i
-    over bins where data and MC are positive. An OS-SS subtraction raises it, because the
+    For small differences JSD ~ (1/8) sum_i (p_i - q_i)^2 / q_i, with p and q the normalised
+    histograms. Its expectation is therefore (1/8) sum_i (var(d_i) / D^2 + var(m_i) / M^2) / q_i,
+    summed over bins where data and MC are positive. An OS-SS subtraction raises it, because the
     variance of a subtracted bin exceeds its content.
     """
     keep = (data > 0) & (mc > 0)
@@ -175,11 +176,11 @@ def closure_shape(result: dict, shape: ShapeScaleFactors, module, *, model: str,
 
 
 def run_closure(result: dict, sfs: ModelScaleFactors, *, config: ScaleFactorConfig, min_events: float = 100.0) -> dict:
-    """Closure of the c-tag and b-tag fits of one model; see the module docstring."""
+    """Run the closure of every shape fit of one model; see the module docstring."""
     return {
         name: closure_shape(result, getattr(sfs, name), module, model=sfs.model, config=config,
                             projections=PROJECTIONS[name], min_events=min_events)
-        for name, module in (("ctag", ctag), ("btag", btag))
+        for name, module in SHAPE_FITS.items()
     }
 
 

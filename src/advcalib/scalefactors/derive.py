@@ -8,13 +8,16 @@ from dataclasses import dataclass
 import hist
 import numpy as np
 
-from advcalib.scalefactors import btag, ctag, payload, wp
+from advcalib.scalefactors import btag, bvsl, ctag, payload, wp
 from advcalib.scalefactors.config import ScaleFactorConfig
 from advcalib.scalefactors.fit import FitResult
 from advcalib.scalefactors.systematics import derive_variations
-from advcalib.scalefactors.templates import Templates, jes_systematics
+from advcalib.scalefactors.templates import Templates, mc_systematics
 
 log = logging.getLogger(__name__)
+
+#: Shape fits of every model, by name: the module with read_templates, fit and shape_coordinate.
+SHAPE_FITS = {"ctag": ctag, "btag": btag, "bvsl": bvsl}
 
 
 @dataclass
@@ -29,42 +32,48 @@ class ShapeScaleFactors:
 
 @dataclass
 class ModelScaleFactors:
-    """All SFs of one model: c-tag and b-tag shapes and WP SFs {systematic: {wp: [F, ...]}}."""
+    """All SFs of one model: c-tag, b-tag and BvsL shapes and WP SFs {systematic: {wp: [F, ...]}}."""
 
     model: str
     ctag: ShapeScaleFactors
     btag: ShapeScaleFactors
+    bvsl: ShapeScaleFactors
     btag_wp: dict[str, dict[str, np.ndarray]]
     ctag_wp: dict[str, dict[str, np.ndarray]]
 
 
 def derive_model(result: dict, model: str, *, config: ScaleFactorConfig) -> ModelScaleFactors:
-    """Fit the c-tag and b-tag shape SFs of ``model``, their variations and the WP SFs."""
-    jes = jes_systematics(result)
+    """Fit the c-tag, b-tag and BvsL shape SFs of ``model``, their variations and the WP SFs."""
+    pairs = mc_systematics(result, nominal=config.nominal_systematic)
     shapes = {}
-    for name, module in (("ctag", ctag), ("btag", btag)):
+    for name, module in SHAPE_FITS.items():
         templates = module.read_templates(result, model=model, systematic=config.nominal_systematic)
         central = module.fit(templates, config=config.fit)
         log.info("%s %s fit: %d iterations, chi2 %.1f -> %.1f", model, name, central.n_iterations,
                  central.chi2[0], min(central.chi2))
-        jes_templates = {d: module.read_templates(result, model=model, systematic=s) for d, s in jes.items()}
+        shifted = {
+            name: {d: module.read_templates(result, model=model, systematic=s) for d, s in entries.items()}
+            for name, entries in pairs.items()
+        }
         variations, sigma = derive_variations(
             templates, fit=module.fit, central=central, coordinate=module.shape_coordinate(templates),
-            config=config, jes_templates=jes_templates,
+            config=config, shifted_templates=shifted,
         )
         shapes[name] = ShapeScaleFactors(templates, central, variations, sigma)
     return ModelScaleFactors(
         model=model,
         ctag=shapes["ctag"],
         btag=shapes["btag"],
+        bvsl=shapes["bvsl"],
         btag_wp=_wp_variations(shapes["btag"], histogram="BvsAll", sum_axes=(2,)),
         ctag_wp=_wp_variations(shapes["ctag"], histogram="CvsL_CvsB", sum_axes=(0, 1)),
     )
 
 
 def build_corrections(sfs: ModelScaleFactors) -> list:
-    """The four corrections of the model's payload (see payload.py)."""
+    """Build the five corrections of the model's payload (see payload.py)."""
     ct, bt = sfs.ctag.templates, sfs.btag.templates
+    bvsl_axis = hist.axis.Variable(sfs.bvsl.templates.edges[0], name="discriminant")
     cvl = hist.axis.Variable(ct.edges[0], name="CvL")
     cvb = hist.axis.Variable(ct.edges[1], name="CvB")
     abseta = hist.axis.Variable(bt.edges[1], name="abseta")
@@ -77,6 +86,8 @@ def build_corrections(sfs: ModelScaleFactors) -> list:
                                  description=f"c-tag shape SF of {sfs.model} in CvsL x CvsB"),
         payload.shape_correction("btag_shape", btag_shape, [abseta, pt, disc],
                                  description=f"b-tag shape SF of {sfs.model} in BvsAll, pt and |eta|"),
+        payload.shape_correction("bvsl_shape", sfs.bvsl.variations, [bvsl_axis],
+                                 description=f"BvsL shape SF of {sfs.model}, inclusive in pt and |eta|"),
         payload.wp_correction("btag_wp", btag_wp, [abseta, pt],
                               description=f"BvsAll working-point SF of {sfs.model} from the b-tag shape fit"),
         payload.wp_correction("ctag_wp", sfs.ctag_wp, [],

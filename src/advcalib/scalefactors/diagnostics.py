@@ -1,8 +1,11 @@
 """Diagnostics of the fits: diagnostics.json and plots (matplotlib, no pyplot state).
 
-Plots per model: the c-tag SF maps and their statistical uncertainty per flavour, the b-tag
-SFs against BvsAll per pt bin, data against MC before and after the SFs in each region, and
-(when a closure ran) the closure pulls.
+Plots per model:
+
+- c-tag SF maps and their statistical uncertainty per flavour;
+- b-tag SFs against BvsAll per pt bin, and BvsL SFs;
+- data against MC before and after the SFs in each region;
+- closure pulls, when a closure ran.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ def plot_model(sfs: ModelScaleFactors, out_dir: Path, closure: dict | None = Non
     paths = [
         _save(_ctag_maps(sfs.ctag, sfs.model), out_dir / f"sf_{sfs.model}_ctag.png"),
         _save(_btag_curves(sfs.btag, sfs.model), out_dir / f"sf_{sfs.model}_btag.png"),
+        _save(_bvsl_curves(sfs.bvsl, sfs.model), out_dir / f"sf_{sfs.model}_bvsl.png"),
         _save(_data_mc(sfs), out_dir / f"datamc_{sfs.model}.png"),
     ]
     if closure:
@@ -105,8 +109,22 @@ def _btag_curves(shape: ShapeScaleFactors, model: str) -> Figure:
     return fig
 
 
+def _bvsl_curves(shape: ShapeScaleFactors, model: str) -> Figure:
+    edges = shape.templates.edges[0]
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    for f, flavour in enumerate(MC_FLAVOURS):
+        mask = shape.fit.fitted[f]
+        ax.errorbar(centres[mask], shape.fit.sf[f][mask], yerr=shape.sigma[f][mask], fmt="o", ms=3, label=flavour)
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set(xlabel="BvsL", ylabel="SF", title=f"{model}: BvsL shape SF")
+    ax.legend()
+    return fig
+
+
 def _data_mc(sfs: ModelScaleFactors) -> Figure:
-    panels = [(sfs.ctag, "CvsL", (1,)), (sfs.ctag, "CvsB", (0,)), (sfs.btag, "BvsAll", (0, 1))]
+    panels = [(sfs.ctag, "CvsL", (1,)), (sfs.ctag, "CvsB", (0,)), (sfs.btag, "BvsAll", (0, 1)), (sfs.bvsl, "BvsL", ())]
     regions = sfs.ctag.templates.regions
     fig = Figure(figsize=(13, 4 * len(regions)), layout="constrained")
     axes = fig.subplots(len(regions), len(panels), squeeze=False)
@@ -130,10 +148,10 @@ def _data_mc(sfs: ModelScaleFactors) -> Figure:
 
 
 def _pulls(closure: dict, model: str) -> Figure:
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    axes = fig.subplots(1, 2)
+    fig = Figure(figsize=(15, 4), layout="constrained")
+    axes = fig.subplots(1, len(closure))
     x = np.linspace(-4, 4, 200)
-    for ax, name in zip(axes, ("ctag", "btag")):
+    for ax, name in zip(axes, closure):
         for key, label in (("pulls", "(SF - SF_true) / stat. unc."), ("pulls_diff", "(SF - SF_true) / unc. of difference")):
             pulls = np.concatenate([np.asarray(v) for v in closure[name][key].values()])
             ax.hist(pulls, bins=np.linspace(-4, 4, 33), density=True, histtype="step", label=label)

@@ -8,10 +8,12 @@ with target flavour f, each bin group G gets
     ratio_G = (data_G - k * sum_{g != f} SF_g MC_g,G) / MC_f,G
 
 (k = 1 nominally, 1 +- 20 % for the contamination systematic) and the damped update
-SF_f,G += rate * (ratio_G - SF_f,G). One pass over all regions is an iteration; the fit
+SF_f,G += rate * (ratio_G - SF_f,G). One pass over all regions is an iteration. The fit
 stops when the global chi2 of data against the SF-weighted MC (all regions, all bins) no
-longer improves by the relative tolerance, and keeps the best SFs. Groups with a target
-purity below the minimum, too few data events or a non-positive ratio keep SF = 1.
+longer improves by the relative tolerance, and it keeps the SFs of the best chi2. Groups with a target
+purity below the minimum, too few data events, an expected relative uncertainty above the
+limit or a non-positive ratio keep SF = 1. Because each flavour's yield is preserved, a
+flavour with a single usable group has no shape information left and keeps SF = 1 too.
 """
 
 from __future__ import annotations
@@ -188,6 +190,11 @@ def _fitted_bins(sf, data, mc, grouping, targets, config) -> np.ndarray:
     for region, flavour in targets:
         ratio = _group_ratio(sf, region, flavour, data, mc, grouping, config)
         good = grouping.usable[flavour] & (ratio > 0)
+        if good.sum() == 1 and config.preserve_flavour_yield:
+            # One group carries only the normalisation, which the yield preservation removes again.
+            log.info("the %s SF has a single usable bin group; it carries no shape and stays 1", MC_FLAVOURS[flavour])
+            sf[flavour] = 1.0
+            continue
         fitted[flavour] = good[grouping.labels[flavour]]
     return fitted
 

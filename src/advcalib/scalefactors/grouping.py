@@ -2,8 +2,8 @@
 
 The grid is tiled by nested blocks, coarse to fine (for the 20 x 20 c-tag map: the whole
 map, 4 x 4 blocks, 2 x 2 blocks, single bins). Starting from the whole grid, a block is
-split into its children; each child whose expected relative uncertainty is small enough is
-split further, and the children that are not are merged into one group. So well-populated
+split into its children. Each child whose expected relative uncertainty is small enough is
+split further, and the children that fail are merged into one group. So well-populated
 regions of the map end up with fine bins and sparse tails with a few coarse groups, which
 need not be contiguous.
 """

@@ -4,12 +4,13 @@ Corrections (BTV-like layout, every systematic defined for every flavour):
 
 - ``ctag_shape``: systematic, flavor (hadronFlavour 0/4/5), CvL, CvB
 - ``btag_shape``: systematic, flavor, abseta, pt, discriminant (BvsAll)
+- ``bvsl_shape``: systematic, flavor, discriminant (BvsL)
 - ``btag_wp``: systematic, working_point ("L", "M", "T"), flavor, abseta, pt
 - ``ctag_wp``: systematic, working_point, flavor
 
 Real inputs outside the binning are clamped to the first or last bin, so the default
 discriminator value -1 gets the SF of the lowest bin. The file carries no ``$schema`` key,
-which correctionlib versions before 2.3 reject.
+so that correctionlib releases whose schema models predate that field can read it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ _DESCRIPTIONS = {
     "flavor": "hadronFlavour of the jet: 5 (b), 4 (c), 0 (light and gluon)",
     "CvL": "DeepJet CvsL discriminant",
     "CvB": "DeepJet CvsB discriminant",
-    "discriminant": "DeepJet BvsAll discriminant (b + bb + lepb)",
+    "discriminant": "DeepJet BvsAll discriminant (b + bb + lepb); BvsL in bvsl_shape",
     "abseta": "|eta| of the jet",
     "pt": "jet pt in GeV",
     "working_point": "working point: L, M or T",

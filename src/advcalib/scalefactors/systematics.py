@@ -5,9 +5,11 @@
 - contam: refit with the subtracted other flavours scaled by 1 +- the contamination variation
   (up_contam: more contamination).
 - stats1, stats2: shape variations of the statistical uncertainty, central +- sigma (1 - 2u)
-  and central +- sigma (1 - 6u(1 - u)) with u in [0, 1] the bin's discriminant coordinate
-  (the linear and quadratic forms of the BTV hfstats1/hfstats2 uncertainties).
-- jes: refit with the MC of the run's JES up/down entries (only when the run has them).
+  and central +- sigma (1 - 6u(1 - u)), with u in [0, 1] the bin's discriminant coordinate.
+  These are the linear and quadratic forms of the BTV hfstats1/hfstats2 uncertainties.
+- any up/down pair of the run's ``systematic`` axis, e.g. jes (``jesUp``/``jesDown``) or
+  ps_isr and ps_fsr (``PS_ISR_up``/``PS_ISR_down``, ...): refit with that entry's MC and
+  the nominal data (templates.paired_systematics names them).
 
 Every variation is clipped at 0, because an SF is a non-negative weight.
 """
@@ -29,12 +31,13 @@ def derive_variations(
     central: FitResult,
     coordinate: np.ndarray,
     config: ScaleFactorConfig,
-    jes_templates: dict[str, Templates] | None = None,
+    shifted_templates: dict[str, dict[str, Templates]] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """All variations keyed by name ("central", "up_stat", ...), and the statistical uncertainty.
+    """Derive all variations keyed by name ("central", "up_stat", ...) and the statistical uncertainty.
 
-    ``fit(templates, config=FitConfig, grouping=...)`` refits; ``coordinate`` has the grid's
-    shape; ``jes_templates`` maps "up"/"down" to templates with the JES-shifted MC.
+    ``fit(templates, config=FitConfig, grouping=...)`` refits. ``coordinate`` has the grid's
+    shape. ``shifted_templates`` maps a variation name to {"up": templates, "down": templates}
+    whose MC replaces the nominal MC in the refit.
     """
     toys = toy_scale_factors(templates, fit=_with(fit, config.fit), grouping=central.grouping,
                              n_toys=config.n_toys, seed=config.seed)
@@ -49,8 +52,9 @@ def derive_variations(
     for name, factor in (("up_contam", 1 + config.contamination_variation), ("down_contam", 1 - config.contamination_variation)):
         varied = config.fit.model_copy(update={"contamination_scale": factor})
         out[name] = fit(templates, config=varied, grouping=central.grouping).sf
-    for direction, shifted in (jes_templates or {}).items():
-        out[f"{direction}_jes"] = fit(templates.with_mc(shifted), config=config.fit, grouping=central.grouping).sf
+    for name, directions in (shifted_templates or {}).items():
+        for direction, shifted in directions.items():
+            out[f"{direction}_{name}"] = fit(templates.with_mc(shifted), config=config.fit, grouping=central.grouping).sf
     return {name: np.clip(values, 0.0, None) for name, values in out.items()}, sigma
 
 

@@ -24,7 +24,7 @@ MC_FLAVOURS: tuple[str, ...] = ("b", "c", "light")
 #: Target flavour of each calibration region.
 REGION_TARGET: dict[str, str] = {"light": "light", "charm": "c", "bottom": "b"}
 
-_JES = re.compile(r"jes.*?(up|down)$", re.IGNORECASE)
+_UP_DOWN = re.compile(r"^(?P<base>.+?)_?(?P<direction>up|down)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -79,14 +79,27 @@ def model_names(result: dict) -> list[str]:
     return list(_hists(result)["CvsL_CvsB"].axes["model"])
 
 
-def jes_systematics(result: dict) -> dict[str, str]:
-    """Map ``up``/``down`` to the run's JES entries of the ``systematic`` axis (e.g. ``jesUp``)."""
-    found: dict[str, str] = {}
-    for name in _hists(result)["CvsL_CvsB"].axes["systematic"]:
-        match = _JES.search(name.replace("_", ""))
-        if match:
-            found[match.group(1).lower()] = name
-    return found if set(found) == {"up", "down"} else {}
+def paired_systematics(names: list[str], *, nominal: str = "nominal") -> dict[str, dict[str, str]]:
+    """Group ``systematic`` axis entries into up/down pairs keyed by a lower-case variation name.
+
+    ``jesUp``/``jesDown`` and ``jes_up``/``jes_down`` give ``jes``; ``PS_ISR_up``/``PS_ISR_down``
+    give ``ps_isr``. Entries without both directions are ignored and logged.
+    """
+    pairs: dict[str, dict[str, str]] = {}
+    for name in names:
+        match = _UP_DOWN.match(name)
+        if name == nominal or not match:
+            continue
+        key = re.sub(r"[^a-z0-9]+", "_", match["base"].lower()).strip("_")
+        pairs.setdefault(key, {})[match["direction"].lower()] = name
+    for key in [k for k, v in pairs.items() if set(v) != {"up", "down"}]:
+        log.warning("systematic entries %s have no up/down partner; they are not used", sorted(pairs.pop(key).values()))
+    return pairs
+
+
+def mc_systematics(result: dict, *, nominal: str = "nominal") -> dict[str, dict[str, str]]:
+    """Up/down pairs of the run's ``systematic`` axis (JES, parton-shower weights, ...), see paired_systematics."""
+    return paired_systematics(list(_hists(result)["CvsL_CvsB"].axes["systematic"]), nominal=nominal)
 
 
 def extract(

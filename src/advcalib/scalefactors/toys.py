@@ -1,9 +1,9 @@
 """Statistical uncertainty of the shape SFs from pseudo-experiments.
 
 Each pseudo-experiment varies the OS and the SS yields of data and of every MC flavour bin
-by bin with a scaled Poisson distribution: a bin with content v and variance s2 holds
-n = v^2 / s2 effective entries of weight s2 / v, and the toy content is Poisson(n) * s2 / v
-(for data with unit weights this is Poisson(v)). The fit is repeated with the nominal bin
+by bin with a scaled Poisson distribution. A bin with content v and variance s2 has
+n = v^2 / s2 effective entries of weight s2 / v, and the toy content is Poisson(n) * s2 / v.
+For data with unit weights this is Poisson(v). The fit is repeated with the nominal bin
 groups, and the per-bin standard deviation of the fitted SFs is the statistical uncertainty.
 Bins with v <= 0 or s2 <= 0 are not varied.
 """
@@ -24,7 +24,7 @@ FitFunction = Callable[..., FitResult]
 
 
 def vary_yields(yields: Yields, rng: np.random.Generator) -> Yields:
-    """One scaled-Poisson variation of ``yields``; the variances are kept."""
+    """Draw one scaled-Poisson variation of ``yields``, keeping the variances."""
     value, variance = yields.value, yields.variance
     ok = (value > 0) & (variance > 0)
     weight = np.divide(variance, value, out=np.ones_like(value), where=ok)

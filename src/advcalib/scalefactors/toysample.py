@@ -1,11 +1,11 @@
 """Toy calibration runs with known per-flavour scale factors, for tests and closure studies.
 
 Each jet's discriminators are drawn from per-flavour Beta distributions, independently of
-each other; pt is 20 GeV plus an exponential and |eta| is uniform. Pseudo-data jets are
+each other. The pt is 20 GeV plus an exponential and |eta| is uniform. Pseudo-data jets are
 drawn from the same distributions and kept with probability proportional to the true SF
-weight w_f(CvsL, CvsB) * v_f(BvsAll), so the true shape SF of flavour f in the c-tag map is
-w_f normalised over the MC and in BvsAll it is v_f normalised. The output has the layout of a
-run's output (``hists`` with flavour "data" for pseudo-data, ``truth_hists`` by true flavour).
+weight w_f(CvsL, CvsB) * v_f(BvsAll). The true shape SF of flavour f is then w_f in the c-tag
+map and v_f in BvsAll, each normalised over the MC. The output has the layout of a run's
+output: ``hists`` with flavour "data" for pseudo-data, and ``truth_hists`` by true flavour.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ with MC_f the OS-SS yield of flavour f summed over the three regions. BvsAll poi
 evaluated per (pt, |eta|) bin, c-tag points (CvsL and CvsB cuts together) inclusively. The
 thresholds are the working points of advcalib.efficiency, moved to the nearest bin edge as
 that module does. Each shape-SF variation gives the WP-SF variation of the same name. Where
-the MC yield of a flavour is not positive, SF_WP = 1.
+the MC efficiency of a flavour is not positive, SF_WP = 1, and negative values are clipped
+to 0.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def wp_scale_factors(mc: np.ndarray, sf: np.ndarray, mask: np.ndarray, *, sum_ax
     passed = mask[None] * mc
     eff_mc = _ratio(passed.sum(axis=axes), mc.sum(axis=axes))
     eff_data = _ratio((passed * sf).sum(axis=axes), (mc * sf).sum(axis=axes))
-    return np.where((eff_mc > 0) & np.isfinite(eff_data), _ratio(eff_data, eff_mc, fill=1.0), 1.0)
+    sf_wp = np.where((eff_mc > 0) & np.isfinite(eff_data), _ratio(eff_data, eff_mc, fill=1.0), 1.0)
+    # OS-SS yields can be negative in single bins, which could push a ratio below zero.
+    return np.clip(sf_wp, 0.0, None)
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray, fill: float = 0.0) -> np.ndarray:

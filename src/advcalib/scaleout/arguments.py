@@ -40,17 +40,19 @@ def add_scaleout_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> ExecutorOptions:
-    """Build :class:`ExecutorOptions` from parsed arguments; unset options fall back to the file."""
-    executor = getattr(args, "executor", None)
-    cluster_section = executor if executor in ("htcondor", "gateway") else None
+    """Build :class:`ExecutorOptions` from parsed arguments; unset options fall back to the file.
+
+    ``--workers`` applies to the executor in effect (futures or dask), which may come
+    from the site section. ``--scale`` replaces adaptive bounds from the file and
+    ``--adapt-min``/``--adapt-max`` replace a fixed scale, for HTCondor and Gateway alike.
+    """
     overrides: dict[str, Any] = {
-        "executor": executor,
+        "executor": args.executor,
         "mode": args.mode,
         "chunksize": args.chunksize,
         "retries": args.retries,
         "skip_bad_files": args.skip_bad_files,
         "dask": {
-            "workers": args.workers if executor == "dask" else None,
             "threads_per_worker": args.threads_per_worker,
             "memory_limit": args.memory_limit,
             "scheduler_address": args.scheduler_address,
@@ -58,10 +60,28 @@ def options_from_args(args: argparse.Namespace) -> ExecutorOptions:
         "htcondor": {"x509_proxy": args.x509_proxy, "log_directory": args.log_directory},
         "gateway": {"address": args.gateway_address},
     }
-    if executor == "futures":
-        overrides["workers"] = args.workers
-    if cluster_section is not None:
-        overrides[cluster_section].update(
-            {"scale": args.scale, "adapt_minimum": args.adapt_min, "adapt_maximum": args.adapt_max}
-        )
-    return load_options(args.scaleout_config, site=args.site, overrides=overrides)
+    options = load_options(args.scaleout_config, site=args.site, overrides=overrides)
+    updates: dict[str, Any] = {}
+    if args.workers is not None:
+        if options.executor == "dask":
+            updates["dask"] = options.dask.model_copy(update={"workers": args.workers})
+        else:
+            updates["workers"] = args.workers
+    scaling = _scaling_update(args)
+    if scaling:
+        for section in ("htcondor", "gateway"):
+            values = getattr(options, section).model_dump() | scaling
+            updates[section] = type(getattr(options, section)).model_validate(values)
+    return ExecutorOptions.model_validate(options.model_dump() | {key: _dump(value) for key, value in updates.items()})
+
+
+def _scaling_update(args: argparse.Namespace) -> dict[str, Any]:
+    if args.scale is not None:
+        return {"scale": args.scale, "adapt_minimum": None, "adapt_maximum": None}
+    if args.adapt_min is not None or args.adapt_max is not None:
+        return {"scale": None, "adapt_minimum": args.adapt_min, "adapt_maximum": args.adapt_max}
+    return {}
+
+
+def _dump(value: Any) -> Any:
+    return value.model_dump() if hasattr(value, "model_dump") else value

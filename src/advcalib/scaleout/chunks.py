@@ -87,8 +87,8 @@ def file_tasks(fileset: Mapping[str, Any], *, treename: str) -> list[FileTask]:
 def inspect_file(task: FileTask, *, retries: int = 0, timeout: float | None = 60) -> FileInfo:
     """Open one file and read its tree's entry count and UUID, trying ``retries`` extra times.
 
-    Never raises for an unreadable file: the error comes back in ``FileInfo.error`` so the
-    caller decides between raising and skipping.
+    An unreadable file raises nothing here. Its error comes back in ``FileInfo.error``, so
+    the caller decides between raising and skipping.
     """
     error = ""
     for attempt in range(retries + 1):

@@ -5,12 +5,13 @@
     advcalib.sub          submit file, filled from condor/advcalib.sub.in
     advcalib_job.sh       job wrapper, copied from condor/advcalib_job.sh
     job.env               arguments of ``advcalib run`` common to all jobs (bash)
-    jobs.txt              one job folder per line; the submit file queues one job each
-    prepare.json          the settings of this preparation, read back by ``advcalib merge``
-    job_000/fileset.json  the files of job 0 ... (every input file in exactly one job)
+    jobs.txt              job folders, one per line and one job each
+    prepare.json          settings of this preparation, read back by ``advcalib merge``
+    job_000/fileset.json  files of job 0, and so on (every input file in one job)
 
 Each job runs ``advcalib run`` on its fileset and publishes ``job_NNN/hists.coffea``
-last, by a rename, so a present ``hists.coffea`` always belongs to a finished job.
+last, by a rename. A present ``hists.coffea`` therefore always belongs to a job whose
+histograms were saved completely.
 """
 
 from __future__ import annotations

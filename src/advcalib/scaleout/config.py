@@ -93,7 +93,7 @@ class GatewayOptions(ScaleOptions):
     auth: Literal["kerberos", "jupyterhub", "basic"] | None = Field(
         None, description="authentication method (default: dask-gateway configuration)"
     )
-    worker_cores: float | None = Field(None, gt=0, description="cores per worker (cluster option worker_cores)")
+    worker_cores: int | float | None = Field(None, gt=0, description="cores per worker (cluster option worker_cores)")
     worker_memory: float | None = Field(None, gt=0, description="memory per worker in GiB (cluster option worker_memory)")
     image: str | None = Field(None, description="container image of the workers (cluster option image)")
     environment: dict[str, str] = Field(
@@ -107,7 +107,7 @@ class GatewayOptions(ScaleOptions):
 
 
 class ExecutorOptions(_Strict):
-    """How a processor runs over a fileset: executor, mode, chunking, retries and clusters."""
+    """Execution settings of a processor run: executor, mode, chunking, retries and clusters."""
 
     executor: ExecutorName = Field("iterative", description="iterative | futures | dask | htcondor | gateway")
     mode: ModeName = Field(
@@ -201,7 +201,7 @@ def load_options(
 ) -> ExecutorOptions:
     """Load options with the precedence overrides > ``sites[site]`` > ``defaults`` > built-in defaults.
 
-    ``overrides`` holds values given on the command line, nested like the YAML file
+    ``overrides`` contains values given on the command line, nested like the YAML file
     (e.g. ``{"dask": {"workers": 2}}``); ``None`` values in it are ignored. Raises
     ``ValueError`` for an unknown site, an unknown key or an invalid value, naming the file.
     """

@@ -5,8 +5,8 @@ array per file whose partitions are the planned chunks. Each partition becomes a
 object, the processor's ``process`` runs on it as one task, and the outputs are added
 in a tree with the grouping of coffea's ``DaskExecutor`` (``tree_reduction`` outputs per
 task, in chunk order). The histograms are therefore bit-identical to mode ``runner``
-with the Dask executor, and to the iterative executor when there are at most
-``tree_reduction`` chunks.
+with the Dask executor (``compression`` unset), and to the iterative executor when
+there are at most ``tree_reduction`` chunks.
 
 A partition handed to a delayed function would read every branch of the tree, because
 dask-awkward cannot see which columns the eager processor uses. The processor is
@@ -15,7 +15,13 @@ then zero-length and one-length events) on the first file of each dataset, and o
 the branches it touched are read. A branch touched only for some events and missed by
 the trace fails loudly in that partition, not silently.
 
-``events.metadata`` holds what the Runner gives a chunk (``dataset``, ``filename``,
+NOTE: the branches of a partition are read in uproot's input task, before the
+guarded ``process`` call. A read error there (an unreadable basket in a file that
+opened fine) is retried but not recorded in ``failed_files``: the run stops with the
+error even with ``skip_bad_files``. Mode ``runner`` reads inside ``process`` and records
+it. uproot's ``allow_read_errors_with_report`` option would be the way to record it here.
+
+``events.metadata`` contains what the Runner gives a chunk (``dataset``, ``filename``,
 ``treename``, ``entrystart``, ``entrystop`` and the dataset's metadata) except
 ``fileuuid``.
 """
@@ -65,7 +71,7 @@ def run_dask_awkward(
         metadata = {**metadata_by_file[(dataset, filename, treename)], "dataset": dataset, "filename": filename, "treename": treename}
         if dataset not in branches:
             branches[dataset] = traced_branches(guard.processor, filename=filename, treename=treename, schema=schema, metadata=metadata)
-        uproot_options = {"filter_name": sorted(branches[dataset] | EVENT_ID_BRANCHES)} if branches[dataset] else {}
+        uproot_options = {"filter_name": sorted(branches[dataset])} if branches[dataset] else {}
         events = NanoEventsFactory.from_root(
             {filename: {"object_path": treename, "steps": steps}},
             mode="dask",
@@ -91,27 +97,28 @@ def traced_branches(processor: Any, *, filename: str, treename: str, schema: typ
 
     Whole collections are kept (every ``Jet_*`` branch and ``nJet`` once any ``Jet_``
     branch is touched) because nanoevents behaviours need fields the processor does
-    not touch itself, such as the four-vector components. Returns an empty set if the
+    not touch itself, such as the four-vector components. ``run``,
+    ``luminosityBlock`` and ``event`` are always kept because NanoAODSchema requires them. Returns an empty set if the
     trace found nothing, meaning every branch must be read.
     """
     with uproot.open({filename: None}) as root_file:
         all_branches = list(root_file[treename].keys())
-    events = NanoEventsFactory.from_root(
-        {filename: treename}, mode="virtual", entry_start=0, entry_stop=0, schemaclass=schema, metadata=metadata
-    ).events()
-    touched = trace(processor.process, events)
+        events = NanoEventsFactory.from_root(
+            root_file, treepath=treename, mode="virtual", entry_start=0, entry_stop=0, schemaclass=schema, metadata=metadata
+        ).events()
+        touched = trace(processor.process, events)
     if not touched:
         logger.warning("tracing the processor on %s touched no branch; every branch will be read", filename)
         return frozenset()
     collections = {name.split("_", 1)[0] for name in touched if "_" in name}
     collections |= {name[1:] for name in touched if name.startswith("n") and name[1:] in collections}
-    kept = set(touched)
+    selected = set(touched) | (EVENT_ID_BRANCHES & set(all_branches))
     for name in all_branches:
         prefix = name.split("_", 1)[0]
         if ("_" in name and prefix in collections) or (name.startswith("n") and name[1:] in collections):
-            kept.add(name)
-    logger.info("processor reads %d of %d branches of %s", len(kept), len(all_branches), filename)
-    return frozenset(kept)
+            selected.add(name)
+    logger.info("processor reads %d of %d branches of %s", len(selected), len(all_branches), filename)
+    return frozenset(selected)
 
 
 def _process_partition(guard: ChunkGuard, events: Any, filename: str, start: int, stop: int) -> dict[str, Any]:

@@ -39,11 +39,12 @@ def run_processor(
 ) -> Any:
     """Run ``processor`` over ``fileset`` and return its accumulated, postprocessed output.
 
-    Method: every file is opened once to read its entry count (unreadable files raise, or
-    with ``skip_bad_files`` go to ``failed_files``); the files are cut into chunks as
-    coffea's Runner cuts them; the chunks run in ``options.mode`` ('runner': coffea
-    Runner, one task per chunk; 'dask-awkward': one task per dask-awkward partition).
-    Processed entries are then checked against the files' entries per file.
+    Method: every file is opened once to read its entry count. An unreadable file
+    raises, or with ``skip_bad_files`` goes to ``failed_files``. The files are cut into
+    chunks as coffea's Runner cuts them, and the chunks run in ``options.mode``
+    ('runner': coffea Runner, one task per chunk; 'dask-awkward': one task per
+    dask-awkward partition). Processed entries are then checked against the files'
+    entries per file.
 
     Edge cases: a file with no entries gives no chunk; if no chunk produces an output a
     ``RuntimeError`` lists the failures. The output gets a ``failed_files`` key (file ->

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -31,8 +32,8 @@ def open_executor(
 ) -> Iterator[tuple[processor.executor.ExecutorBase, Any]]:
     """Yield ``(coffea executor, distributed.Client or None)`` for the options' executor.
 
-    ``models`` are model sources (files or packaged names) the processor loads; on the
-    Dask executors they are shipped to every worker, including workers that join later.
+    ``models`` are model sources (files or packaged names) that the processor loads. The
+    Dask executors ship them to every worker, including workers that join later.
     ``gateway_class`` replaces ``dask_gateway.Gateway`` (for tests). Clusters started
     here are closed on exit; a scheduler joined by address is left running.
     """
@@ -106,6 +107,8 @@ def prepare_workers(
     Workers that run inside this process already share its modules, so ``ship_package``
     'auto' skips the upload for them.
     """
+    if options.ship_package == "auto" and not in_process:
+        in_process = _workers_in_this_process(client)
     ship = options.ship_package == "always" or (options.ship_package == "auto" and not in_process)
     if ship:
         workdir = Path(tempfile.mkdtemp(prefix="advcalib-ship-"))
@@ -117,6 +120,16 @@ def prepare_workers(
     if models:
         client.register_plugin(plugins.ModelFilesPlugin.from_sources(models), name=plugins.MODEL_PLUGIN_NAME)
     logger.info("workers prepared: package %s, %d model files", "shipped" if ship else "not shipped", len(models))
+
+
+def _workers_in_this_process(client: Any) -> bool:
+    """True when every current worker runs inside this process (a cluster of threads).
+
+    Such workers share this process's modules, and uploading the package would reload
+    advcalib here. A cluster without workers yet counts as remote.
+    """
+    pids = client.run(os.getpid)
+    return bool(pids) and set(pids.values()) == {os.getpid()}
 
 
 def _remove_tree(path: Path) -> None:

@@ -33,8 +33,8 @@ class ChunkGuard(ProcessorABC):
 
     With ``skip_bad_files`` the guard itself tries a chunk ``retries + 1`` times and
     then returns a failure record, so the run goes on. Without it the exception
-    propagates after one attempt and the executor's own retries apply (Runner's
-    ``automatic_retries`` or Dask task retries); ``retry_in_task`` makes the guard retry
+    propagates after one attempt, and the executor's own retries apply (Runner's
+    ``automatic_retries`` or Dask task retries). ``retry_in_task`` makes the guard retry
     for schedulers that have no retries of their own.
     """
 

@@ -8,9 +8,9 @@ Job outputs follow the layout of a run's ``hists.coffea``: ``hists`` and
 Normalisation: a simulated dataset is scaled by ``norm = xsec * lumi / sumw`` in each
 job. When the fileset gives ``sumw``, every job applies the same norm and the scaled
 histograms add directly. Without it each job divides by its own processed sum of
-weights, so before adding each job's slice is rescaled by ``norm_total / norm_job``
-with ``norm_total = xsec * lumi / (sum of the jobs' sumw_processed)``; the result then
-equals one run over all files.
+weights. The merge therefore rescales each job's slice by ``norm_total / norm_job``
+before adding, with ``norm_total = xsec * lumi / (sum of the jobs' sumw_processed)``,
+and the result equals one run over all files.
 """
 
 from __future__ import annotations

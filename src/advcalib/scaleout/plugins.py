@@ -72,15 +72,12 @@ def model_file(source: str | Path) -> Path:
     path = Path(source)
     if path.is_file():
         return path.resolve()
-    import advcalib
+    from advcalib.models.loading import packaged_model_path
 
-    packaged = Path(advcalib.__file__).resolve().parent / "data" / "models" / f"{source}.pt"
-    if packaged.is_file():
-        return packaged
-    raise FileNotFoundError(
-        f"model source {source!r} is neither a file nor a packaged model ({packaged} not found); "
-        "pass an existing checkpoint, TorchScript or ONNX file"
-    )
+    try:
+        return packaged_model_path(str(source))
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"model source {source!r} is not a file; {error}") from None
 
 
 class ModelFilesPlugin(WorkerPlugin):

@@ -38,7 +38,7 @@ def make_selection(name: str, channel: str, **overrides: Any) -> Selection:
 
 
 def default_selections() -> tuple[Selection, ...]:
-    """Every region in every channel, with the default cut tables."""
+    """Build every region in every channel with the default cut tables."""
     return tuple(make_selection(name, channel) for name, (_, channels) in REGIONS.items() for channel in channels)
 
 

@@ -24,7 +24,7 @@ def select_charm(events: Any, cuts: CutTable, channel: str) -> SelectionSteps:
 
 
 def _leptons(events: Any, cuts: CutTable, channel: str) -> tuple[ak.Array, ak.Array, ak.Array]:
-    """The channel's leptons, the mask of tagged ones and the 'exactly one lepton' veto."""
+    """Return the channel's leptons, the mask of tagged ones and the lepton-veto mask."""
     source = objects.source_name(events)
     muons = objects.collection(events, "Muon")
     electrons = objects.collection(events, "Electron")

@@ -68,9 +68,9 @@ class CutTable:
 class SelectionSteps:
     """What a selection function returns for one chunk of events.
 
-    ``steps`` holds the event-level cuts in the order they are applied (each a boolean
+    ``steps`` contains the event-level cuts in the order they are applied (each a boolean
     array over all events, not yet combined). ``probe`` is the index of the probe jet in
-    ``events.Jet`` and ``osss`` the charge-sign category (+1 OS, -1 SS); both may hold
+    ``events.Jet`` and ``osss`` the charge-sign category (+1 OS, -1 SS). Both may contain
     None or any value where the event fails, because only selected events are read.
     """
 

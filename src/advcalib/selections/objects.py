@@ -114,8 +114,8 @@ def good_jets(jets: ak.Array, cuts: CutTable) -> ak.Array:
 def far_from(objects: ak.Array, others: ak.Array, dr: float) -> ak.Array:
     """True for each object farther than ``dr`` from every one of ``others``.
 
-    ``others`` must be a jagged list per event of the objects to clean against (the
-    selected leptons only); an event without any keeps all its objects.
+    ``others`` must be a jagged list per event of the objects to clean against, which are
+    the selected leptons only. An event without any keeps all its objects.
     """
     return ak.all(objects.metric_table(others) > dr, axis=2)
 

@@ -1,7 +1,7 @@
 """Jets for training and evaluation, read from PFNano files and cached as ``.npz``.
 
 Inputs may be ROOT files, folders (every ``*.root`` inside, sorted) or a ``fileset.json``
-as written by ``advcalib generate``; of a fileset only simulated datasets of the requested
+as written by ``advcalib generate``. Of a fileset, only simulated datasets of the requested
 role are read.  Jets enter with ``pt > PT_MIN`` and ``|eta| < ABS_ETA_MAX`` (the DeepJet
 training phase space) and a DeepJet truth class (see :mod:`advcalib.training.labels`).
 Built inputs of each file are cached in ``cache_dir`` under a key made of the file's
@@ -102,12 +102,15 @@ def _build_chunk(events: ak.Array, architecture: str) -> dict[str, np.ndarray]:
 
     jets = events.Jet
     selected = ak.local_index(jets, axis=1)[(jets.pt > PT_MIN) & (abs(jets.eta) < ABS_ETA_MAX)]
-    built = build_deepjet_inputs(events, selected)
-    event_index, jet_index = built.event_index, built.jet_index
     if architecture == "DeepCSV":
         arrays = (build_deepcsv_inputs(events, selected),)
+        # DeepCSV rows follow the selected jets event by event, as the DeepJet builder's do.
+        event_index = np.repeat(np.arange(len(events)), ak.to_numpy(ak.num(selected, axis=1)))
+        jet_index = ak.to_numpy(ak.flatten(selected, axis=1)).astype(np.int64)
     else:
+        built = build_deepjet_inputs(events, selected)
         arrays = built.arrays()
+        event_index, jet_index = built.event_index, built.jet_index
     out = {f"input{i}": a for i, a in enumerate(arrays)}
     out["labels"] = jet_labels(events, event_index, jet_index)
     out["pt"] = gather(jets.pt, event_index, jet_index).astype(np.float32)
@@ -149,7 +152,8 @@ def load_sample(
 ) -> JetSample:
     """Read the jets of ``files`` into one sample with DeepJet classes and training weights.
 
-    Jets without a truth class are dropped and counted in the log.  With ``weighted``, the
+    Jets without a truth class are dropped and counted in the log. ``max_jets`` keeps a
+    fixed random subset of that many jets.  With ``weighted``, the
     weights reweight every class to the b-jet (pt, eta) distribution; else they are 1.
 
     Raises:
@@ -163,8 +167,9 @@ def load_sample(
     if counts["none"]:
         logger.info("dropping %d jets without a DeepJet truth class", counts["none"])
     keep = np.flatnonzero(labels >= 0)
-    if max_jets is not None:
-        keep = keep[:max_jets]
+    if max_jets is not None and max_jets < len(keep):
+        # A fixed random subset, so a limit does not favour the first files.
+        keep = np.sort(np.random.default_rng(0).choice(keep, size=max_jets, replace=False))
     if len(keep) == 0:
         raise ValueError(f"no jets with a DeepJet truth class in {len(files)} files; are these simulated PFNano files?")
     n_inputs = sum(1 for key in merged if key.startswith("input"))

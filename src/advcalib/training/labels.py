@@ -5,7 +5,7 @@ Two sources, in this order of preference:
 * ``Jet_FlavSplit`` (BTV PFNano): the detailed DeepJet truth code of each jet.  Codes
   500 (b), 510/511 (bb, gluon-split bb), 520/521 (leptonic b, leptonic b via c),
   400/410/411 (c, cc, gluon-split cc), 1/2 (ud, s) and 0 (g) map onto the six DeepJet
-  classes as in the DeepJet training; every other code (tau, pileup, undefined) has no
+  classes as in the DeepJet training. Every other code (tau, pileup, undefined) has no
   class.
 * Otherwise the NanoAOD jet truth: ``hadronFlavour`` 5 is a b jet, split into ``bb`` when
   ``nBHadrons >= 2``, else ``lepb`` when the jet's first muon (``Jet_muonIdx1``) or
@@ -90,7 +90,7 @@ def labels_from_hadron_truth(
 
 
 def gather(jagged: ak.Array, event_index: np.ndarray, inner_index: np.ndarray) -> np.ndarray:
-    """Pick ``jagged[event, inner]`` per row; ``inner`` < 0 or out of range gives NaN."""
+    """Pick ``jagged[event, inner]`` per row as float64 (NaN where ``inner`` is < 0 or out of range)."""
     counts = ak.to_numpy(ak.num(jagged, axis=1))
     flat = ak.to_numpy(ak.flatten(jagged, axis=1)).astype(np.float64)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
@@ -101,7 +101,7 @@ def gather(jagged: ak.Array, event_index: np.ndarray, inner_index: np.ndarray) -
 
 
 def _nonisolated_lepton(events: ak.Array, event_index: np.ndarray, jet_index: np.ndarray) -> np.ndarray:
-    """True where the jet's first muon or electron has relative isolation above the threshold."""
+    """Flag jets whose first muon or electron has relative isolation above the threshold."""
     result = np.zeros(len(event_index), dtype=bool)
     leptons = (("muonIdx1", "Muon", "pfRelIso04_all"), ("electronIdx1", "Electron", "pfRelIso03_all"))
     for index_field, collection, iso_field in leptons:

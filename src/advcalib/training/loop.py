@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 class Progress(Protocol):
-    """What the loop needs of a progress bar (tqdm satisfies it)."""
+    """Progress-bar interface of the loop; a ``tqdm`` bar provides it."""
 
     def update(self, n: int = 1) -> Any: ...
 
@@ -175,10 +175,10 @@ def fit(
     """Train ``model`` for ``config.epochs`` epochs and return the per-epoch history.
 
     After every epoch the model is validated (loss, clean and FGSM AUCs, see
-    :func:`advcalib.training.validation.validate`) and written to
-    ``out_dir/epoch_NNN.pt`` (advcalib checkpoint with ``feature_scales``) plus
-    ``epoch_NNN.state.pt`` (optimiser state for resuming); the epoch with the lowest
-    validation loss is also written to ``out_dir/best.pt``.  The history goes to
+    :func:`advcalib.training.validation.validate`). It is then written to
+    ``out_dir/epoch_NNN.pt`` (advcalib checkpoint with ``feature_scales``) and its
+    optimiser state to ``epoch_NNN.state.pt`` for resuming. The epoch with the lowest
+    validation loss is also written to ``out_dir/best.pt``. The history goes to
     ``out_dir/robustness_per_epoch.csv`` and ``.png``.
 
     ``resume`` is an ``epoch_NNN.pt`` of an earlier run with the same settings; training

@@ -21,7 +21,7 @@ DEEPCSV_TARGET = np.array(
 class JetSample:
     """Network inputs of N jets with their DeepJet class, training weight, pt and eta.
 
-    ``inputs`` holds one float32 array per input group (``(glob, cpf, npf, sv)`` for
+    ``inputs`` contains one float32 array per input group (``(glob, cpf, npf, sv)`` for
     DeepJet, ``(x,)`` for DeepCSV), ``labels`` the DeepJet class index (0..5).
     """
 

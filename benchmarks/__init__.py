@@ -1,0 +1,1 @@
+"""Benchmarks of advcalib; the measurement code is ``advcalib.bench`` (also ``advcalib bench``)."""
