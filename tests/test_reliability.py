@@ -37,7 +37,7 @@ from advcalib.preflight import (
     read_header,
 )
 from advcalib.processor import CalibrationProcessor
-from advcalib.resume import CHUNK_DIR, ResumableProcessor, ResumeError
+from advcalib.resume import CHUNK_DIR, ResumableProcessor, ResumeError, configuration_fingerprint
 from advcalib.selections import default_selections, make_selection
 
 torch.set_num_threads(1)
@@ -431,15 +431,19 @@ class Interrupt(RuntimeError):
     """Stands in for a run killed after some chunks."""
 
 
-class InterruptAfter(processor.ProcessorABC):
-    """Processor that fails on chunk ``limit`` of its own process, as a killed job does."""
+class InterruptAt(processor.ProcessorABC):
+    """Processor that fails on one chunk, as a job killed there does.
 
-    def __init__(self, inner, limit):
-        self.inner, self.limit, self.calls = inner, limit, 0
+    coffea's executors unpickle the processor for each chunk, so the chunk is chosen by its
+    dataset and first entry rather than by a call counter.
+    """
+
+    def __init__(self, inner, *, dataset, entrystart):
+        self.inner, self.dataset, self.entrystart = inner, dataset, entrystart
 
     def process(self, events):
-        self.calls += 1
-        if self.calls > self.limit:
+        metadata = events.metadata
+        if metadata["dataset"] == self.dataset and metadata["entrystart"] == self.entrystart:
             raise Interrupt("job interrupted")
         return self.inner.process(events)
 
@@ -464,8 +468,8 @@ def light_processor():
     return CalibrationProcessor(models={}, selections=[make_selection("light", "mm")])
 
 
-def run_resumable(fileset, out, inner, *, chunksize, resume=False, executor=None):
-    wrapped = ResumableProcessor(inner, out=out, resume=resume)
+def run_resumable(fileset, out, inner, *, chunksize, resume=False, executor=None, fingerprint=None):
+    wrapped = ResumableProcessor(inner, out=out, resume=resume, fingerprint=fingerprint)
     wrapped.prepare()
     runner = processor.Runner(executor=executor or processor.IterativeExecutor(), schema=PFNanoAODSchema, chunksize=chunksize)
     return runner(fileset, wrapped), wrapped.summary
@@ -484,8 +488,10 @@ def test_resume_equals_uninterrupted(tmp_path, run_fileset):
     assert summary == {"chunks": 4, "reused": 0, "processed": 4}
 
     out = tmp_path / "interrupted"
+    fingerprint = configuration_fingerprint(light_processor())
+    interrupted = InterruptAt(light_processor(), dataset="data", entrystart=20)
     with pytest.raises(Exception, match="job interrupted"):
-        run_resumable(run_fileset, out, InterruptAfter(light_processor(), 3), chunksize=20)
+        run_resumable(run_fileset, out, interrupted, chunksize=20, fingerprint=fingerprint)
     assert len(list((out / CHUNK_DIR).glob("*.coffea"))) == 3
 
     resumed, summary = run_resumable(run_fileset, out, light_processor(), chunksize=20, resume=True)

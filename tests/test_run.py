@@ -187,6 +187,19 @@ def test_run_cli_real_files(tmp_path, real_nano_dimuon, real_nano_dy, real_pfnan
     assert set(result["hists"]["CvsL"].axes["systematic"]) >= {"nominal", "PS_ISR_up", "PS_FSR_down"}
 
 
+def test_parse_models():
+    from advcalib.cli.run import parse_models
+
+    assert parse_models(None, stored_only=False) == {"nominal": "nominal", "adversarial": "adversarial"}
+    assert parse_models(["a=/x/a.onnx", "/y/b.pt", "nominal"], stored_only=False) == {
+        "a": "/x/a.onnx", "b": "/y/b.pt", "nominal": "nominal"}
+    assert parse_models(None, stored_only=True) == {}
+    with pytest.raises(ValueError, match="reserved"):
+        parse_models(["stored=/x/a.onnx"], stored_only=False)
+    with pytest.raises(ValueError, match="unique"):
+        parse_models(["a=/x/a.onnx", "a=/x/b.onnx"], stored_only=False)
+
+
 def test_run_cli_rejects_non_empty_output(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()

@@ -255,3 +255,24 @@ def test_deepcsv_training_runs(tmp_path):
     assert info["architecture"] == "DeepCSV"
     assert history[-1]["auc_clean_BvsL"] > 0.5
     assert info["feature_scales"]["deepcsv"].shape == (len(spec.DEEPCSV.features),)
+
+
+def test_epsilon_scan_command(tiny_fileset, tmp_path):
+    import csv
+
+    from advcalib.cli import main
+
+    out = tmp_path / "scan"
+    code = main([
+        "train", str(tiny_fileset), "--out", str(out), "--epochs", "1", "--batch-size", "64",
+        "--max-jets", "200", "--epsilon-scan", "0.005,0.02", "--no-progress", "--no-cache",
+    ])
+    assert code == 0
+    for epsilon in ("0.005", "0.02"):
+        _, info = load_checkpoint(out / f"eps_{epsilon}" / "best.pt")
+        assert info["config"]["epsilon"] == float(epsilon)
+        assert info["config"]["adversarial"] == "fgsm"
+    with (out / "epsilon_scan.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["epsilon"] for row in rows] == ["0.005", "0.02"]
+    assert "auc_fgsm_BvsL" in rows[0]

@@ -155,13 +155,18 @@ class ResumableProcessor(ProcessorABC):
     ``process`` returns ``{"chunk_records": {ChunkRecord}}`` (plus the wrapped output's
     ``cutflow``, so per-chunk checks of the executor still see it), and ``postprocess``
     returns the wrapped processor's postprocessed sum of the saved outputs.
-    Call :meth:`prepare` once before the run.
+    Call :meth:`prepare` once before the run. ``fingerprint`` replaces
+    :func:`configuration_fingerprint` of ``processor``, for processors whose pickled form
+    changes between runs of the same configuration.
     """
 
-    def __init__(self, processor: ProcessorABC, *, out: str | Path, resume: bool = False) -> None:
+    def __init__(
+        self, processor: ProcessorABC, *, out: str | Path, resume: bool = False, fingerprint: str | None = None
+    ) -> None:
         self.processor = processor
         self.out = str(out)
         self.resume = resume
+        self.fingerprint = fingerprint
         self.summary: dict[str, int] = {}
 
     @property
@@ -170,7 +175,8 @@ class ResumableProcessor(ProcessorABC):
 
     def prepare(self) -> int:
         """Create or check the chunk folder; returns the number of chunks a resume may reuse."""
-        return self.store.prepare(configuration_fingerprint(self.processor), resume=self.resume)
+        fingerprint = self.fingerprint or configuration_fingerprint(self.processor)
+        return self.store.prepare(fingerprint, resume=self.resume)
 
     def process(self, events: Any) -> dict[str, Any]:
         metadata = dict(events.metadata)

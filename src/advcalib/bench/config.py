@@ -12,7 +12,7 @@ SECTIONS: tuple[str, ...] = ("roofline", "inputs", "inference", "processor", "tr
 
 
 class BenchConfig(BaseModel):
-    """What to measure and how large each measurement is."""
+    """Sections, sizes and device of one benchmark run."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -25,10 +25,10 @@ class BenchConfig(BaseModel):
     inference_jets: int = Field(4096, ge=1, description="jets per timed inference pass (at least one batch)")
     repeats: int = Field(2, ge=1, description="timed passes per measurement; the fastest counts")
     matmul_size: int = Field(2048, ge=16, description="side of the square float32 matrices of the roofline")
-    sample_events: int = Field(8000, ge=50, description="generated DY events of the processor sample (see samples.processor_preset)")
+    sample_events: int = Field(30_000, ge=50, description="generated DY events of the processor sample (see samples.processor_preset)")
     input_events: int = Field(3000, ge=50, description="generated ttbar events of the input-building sample")
     chunksize: int = Field(100_000, ge=1, description="events per chunk of the processor benchmark")
-    scaling_chunksize: int = Field(2000, ge=1, description="events per chunk of the Dask runs (several chunks per file)")
+    scaling_chunksize: int = Field(10_000, ge=1, description="events per chunk of the Dask runs (several chunks per file)")
     train_jets: int = Field(8192, ge=16, description="jets in the training sample of one epoch")
     train_batch_size: int = Field(1024, ge=2, description="jets per optimiser step in the training benchmark")
     scaling_files: tuple[int, ...] = Field((1, 2, 4), min_length=1, description="file counts of the memory scan")
@@ -38,7 +38,7 @@ class BenchConfig(BaseModel):
     @classmethod
     def _positive_increasing(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         if any(v < 1 for v in value) or list(value) != sorted(set(value)):
-            raise ValueError(f"expected positive, increasing values without repeats, got {list(value)}")
+            raise ValueError(f"invalid sizes {list(value)}: expected positive, increasing values without repeats")
         return value
 
     @classmethod

@@ -8,9 +8,9 @@ Two changes, each exact up to float32 rounding (``FastDeepJet`` turns each on or
   filled slots first feeds ``L - n`` padded (all-zero) slots into its LSTM. In eval
   mode every padded slot becomes the same vector after the input BatchNorm and the
   convolutions, so the LSTM state after ``k`` padded steps depends on ``k`` only. Those
-  ``L + 1`` states are computed once on a batch of one; the jets are sorted by filled
-  length, and each group of similar jets runs the ordinary LSTM over its longest filled
-  length only, starting from the matching padding state.
+  ``L + 1`` states are computed once on a batch of one. The jets are then sorted by
+  filled length, and each group of similar jets runs the ordinary LSTM over its longest
+  filled length only, starting from the matching padding state.
 
 A slot counts as padding when it and every later slot of the jet are all zero; a real
 candidate whose inputs are all zero behind the last non-zero one gives the same output

@@ -37,7 +37,7 @@ Predict = Callable[[tuple[np.ndarray, ...]], np.ndarray]
 def tile_inputs(arrays: tuple[np.ndarray, ...], n_jets: int) -> tuple[np.ndarray, ...]:
     """Repeat the jets of ``arrays`` until there are ``n_jets``; ValueError when there are none."""
     if len(arrays[0]) == 0:
-        raise ValueError("no jets to run inference on; generate a larger sample (--sample-events)")
+        raise ValueError("no jets to run inference on; generate more events (BenchConfig.input_events)")
     index = np.arange(n_jets) % len(arrays[0])
     return tuple(np.ascontiguousarray(a[index]) for a in arrays)
 
@@ -122,8 +122,8 @@ def measure_inference(
     """Measure jets/s of every variant; the full batch scan for eager, fast and onnxruntime Run 3.
 
     ``model`` is the torch DeepJet; ``networks`` maps "Run3"/"Run2" to the ONNX files found
-    (possibly none). TorchScript and onnxruntime Run 2 run at the batch size closest to
-    4096 only, which keeps the run within its time budget. Returns the rows and, when the
+    (possibly none). The other variants run at the batch size closest to 4096 only, which
+    keeps the run within its time budget. Returns the rows and, when the
     Run 3 network is present, the largest probability difference of each torch variant.
     """
     variants = torch_variants(model, arrays, device)

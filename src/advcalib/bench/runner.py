@@ -138,7 +138,7 @@ SECTION_FUNCTIONS: dict[str, Callable[[BenchState], dict[str, Any]]] = {
 def run_benchmarks(config: BenchConfig) -> dict[str, Any]:
     """Run ``config.sections`` and write ``bench.json`` and ``bench.md`` into ``config.out``.
 
-    A section that fails is recorded with its error and the others still run; the
+    A section that fails is recorded with its error and the others still run. The
     returned dict is the content of bench.json.
     """
     config.out.mkdir(parents=True, exist_ok=True)

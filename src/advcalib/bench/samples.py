@@ -17,9 +17,9 @@ logger = logging.getLogger(__name__)
 def processor_preset(events: int) -> Preset:
     """Simulated samples of the three calibration regions, ``events`` generated DY events.
 
-    W+c keeps only events with a soft muon in a jet, as in the ``demo`` preset; the ttbar
-    samples are smaller because their events carry more jets. No pseudo-data: they cost
-    the processor the same per event.
+    W+c keeps only events with a soft muon in a jet, as in the ``demo`` preset. The ttbar
+    samples are smaller because their events carry more jets. Pseudo-data are left out
+    because they cost the processor the same per event.
     """
     sizes = (("dy", events, "none"), ("wcharm", events, "soft_muon"), ("ttbar_semilep", events // 2, "none"),
              ("ttbar_dilep", events // 4, "none"))

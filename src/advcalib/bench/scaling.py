@@ -3,7 +3,7 @@
 The processor runs through ``advcalib.scaleout.run_processor`` on a LocalCluster opened
 with ``open_executor``, as ``advcalib run`` does with executor ``dask``. Each worker gets
 one thread and one torch thread. Memory is the resident set size (psutil) of each worker
-process, sampled by the client every ``interval`` seconds; its maximum over the run is
+process, sampled by the client every 0.2 s (``MemorySampler.interval``). Its maximum over the run is
 the peak. A short allocation between two samples can be missed, so the peak is a lower
 bound.
 """
@@ -35,7 +35,7 @@ def _set_torch_threads() -> int:
 
 
 class MemorySampler:
-    """Polls the RSS of every worker of a client in a background thread."""
+    """Background poller of the RSS of every worker of a client."""
 
     def __init__(self, client: Any, *, interval: float = 0.2) -> None:
         self.client = client

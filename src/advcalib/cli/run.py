@@ -89,10 +89,13 @@ def run_command(args: argparse.Namespace) -> int:
 
 def demo_command(args: argparse.Namespace) -> int:
     from advcalib.generate import generate
+    from advcalib.processor import cached_tagger
     from advcalib.run import prepare_output, run_calibration
 
     start = time.perf_counter()
     try:
+        for source in parse_models(args.model, stored_only=args.stored_only).values():
+            cached_tagger(source, args.device)  # a missing model fails before the sample is generated
         prepare_output(args.out, force=args.force)
         print(f"generating the demo sample in {args.out / 'sample'} ...")
         fileset = generate("demo", args.out / "sample", seed=args.seed, events=args.events)

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from advcalib.training.validation import TRACKED  # noqa: E402
 
@@ -28,7 +29,8 @@ def write_history(history: list[dict[str, float]], out_dir: Path) -> tuple[Path,
     for i, name in enumerate(TRACKED):
         color = f"C{i}"
         ax.plot(epochs, [r[f"auc_clean_{name}"] for r in history], "-o", color=color, label=f"{name} clean")
-        ax.plot(epochs, [r[f"auc_fgsm_{name}"] for r in history], "--s", color=color, label=f"{name} FGSM")
+        ax.plot(epochs, [r[f"auc_fgsm_{name}"] for r in history], "--s", color=color, label=f"{name} FGSM (tracking)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("AUC (validation)")
     ax.legend(fontsize="small", ncol=2)
