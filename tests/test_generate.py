@@ -101,6 +101,14 @@ def test_branch_types_match_real_file(sample, real_pfnano):
     assert mismatched == {}
 
 
+def test_all_tagging_branches_of_real_file(sample, real_pfnano):
+    ours = set(uproot.open(sample / "ttbar_semilep.root")["Events"].keys())
+    real = uproot.open(real_pfnano)["Events"].keys()
+    prefixes = ("Jet_DeepCSV_", "Jet_btagDeepFlav", "JetPFCands_", "JetSVs_", "PFCands_", "SV_")
+    missing = [name for name in real if name.startswith(prefixes) and name not in ours]
+    assert missing == []
+
+
 def test_simulation_reads_without_warnings(sample):
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -508,6 +508,22 @@ def test_resume_rejects_other_configuration(tmp_path, run_fileset):
         ResumableProcessor(other, out=tmp_path, resume=True).prepare()
 
 
+def test_damaged_chunk_processed_again(tmp_path, run_fileset):
+    full, _ = run_resumable(run_fileset, tmp_path, light_processor(), chunksize=40)
+    damaged = sorted((tmp_path / CHUNK_DIR).glob("*.coffea"))[0]
+    damaged.write_bytes(b"\0" * 10)
+    resumed, summary = run_resumable(run_fileset, tmp_path, light_processor(), chunksize=40, resume=True)
+    assert summary == {"chunks": 2, "reused": 1, "processed": 1}
+    assert_same_hists(full, resumed)
+
+
+def test_resume_needs_saved_chunks(tmp_path):
+    (tmp_path / "hists.coffea").write_text("result of an earlier run")
+    with pytest.raises(ResumeError, match="no saved chunks"):
+        ResumableProcessor(light_processor(), out=tmp_path, resume=True).prepare()
+    assert (tmp_path / "hists.coffea").read_text() == "result of an earlier run"
+
+
 def test_same_chunks_same_bits_any_executor(tmp_path, run_fileset):
     iterative, _ = run_resumable(run_fileset, tmp_path / "a", light_processor(), chunksize=20)
     futures, _ = run_resumable(run_fileset, tmp_path / "b", light_processor(), chunksize=20,

@@ -23,7 +23,7 @@ from advcalib.selections import make_selection
 
 torch.set_num_threads(1)
 
-#: Largest dataset of the generated light-region sample: about 13k probe jets per run,
+#: DY events of the generated light-region sample: about 15k simulated and 12k pseudo-data probe jets,
 #: enough that the demo's light-jet mismodeling is well above the statistical JSD.
 JSD_EVENTS = 40_000
 

@@ -110,7 +110,10 @@ class ChunkStore:
 
         Without ``resume`` the chunks of an earlier run are deleted. With ``resume`` the
         manifest must carry the same fingerprint, else :class:`ResumeError` says what to do.
+        A resume into a folder that holds other outputs but no manifest raises too, because
+        nothing can be resumed and the outputs would be overwritten.
         """
+        self.directory.parent.mkdir(parents=True, exist_ok=True)
         manifest = self.directory / MANIFEST
         if resume and manifest.is_file():
             saved = json.loads(manifest.read_text()).get("fingerprint")
@@ -124,6 +127,11 @@ class ChunkStore:
             logger.info("resuming: %d finished chunks in %s", count, self.directory)
             return count
         if resume:
+            if any(path.name != CHUNK_DIR for path in self.directory.parent.iterdir()):
+                raise ResumeError(
+                    f"--resume: {self.directory.parent} holds outputs but no saved chunks to resume from; "
+                    "choose another --out, or pass --force without --resume to overwrite it"
+                )
             logger.warning("--resume: no saved chunks in %s; processing every chunk", self.directory)
         if self.directory.exists():
             shutil.rmtree(self.directory)
@@ -183,10 +191,9 @@ class ResumableProcessor(ProcessorABC):
         key = chunk_key(metadata)
         store = self.store
         path = store.path(key)
-        reused = self.resume and path.is_file()
-        if reused:
-            output = store.load(key)
-        else:
+        output = self._saved_output(store, key) if self.resume and path.is_file() else None
+        reused = output is not None
+        if not reused:
             output = self.processor.process(events)
             save_atomic(output, path)
         record = ChunkRecord(
@@ -201,6 +208,14 @@ class ResumableProcessor(ProcessorABC):
         if isinstance(output, dict) and "cutflow" in output:
             receipt["cutflow"] = output["cutflow"]
         return receipt
+
+    @staticmethod
+    def _saved_output(store: ChunkStore, key: str) -> Any | None:
+        try:
+            return store.load(key)
+        except ResumeError as error:
+            logger.warning("%s; processing the chunk again", error)
+            return None
 
     def postprocess(self, accumulator: Any) -> Any:
         """Add the saved chunk outputs in sorted order and postprocess the sum."""

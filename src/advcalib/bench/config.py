@@ -17,7 +17,7 @@ class BenchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     out: Path = Field(description="folder for bench.json, bench.md and the generated samples")
-    device: str = Field("cpu", description="torch device of the inference and roofline measurements: cpu, cuda, cuda:N")
+    device: str = Field("cpu", description="torch device of the matmul, inference and processor measurements: cpu, cuda, cuda:N")
     cms_models: Path | None = Field(None, description="folder with DeepJet_Run3_122X.onnx and DeepFlavourV03_10X.onnx")
     sections: tuple[SectionName, ...] = Field(SECTIONS, description="benchmarks to run, in this order")
     threads: int | None = Field(None, ge=1, description="'all threads' count; default: the cores this process may use")
@@ -43,7 +43,7 @@ class BenchConfig(BaseModel):
 
     @classmethod
     def quick(cls, out: Path, **overrides: object) -> BenchConfig:
-        """Return tiny sizes that exercise every code path in well under a minute."""
+        """Return a configuration with tiny sizes that runs every code path, for smoke tests."""
         sizes: dict[str, object] = dict(
             batch_sizes=(256,), inference_jets=256, repeats=1, matmul_size=128, sample_events=300,
             input_events=100, train_jets=128, train_batch_size=64, scaling_files=(1, 2), scaling_chunksize=200,

@@ -3,9 +3,9 @@
 The processor runs through ``advcalib.scaleout.run_processor`` on a LocalCluster opened
 with ``open_executor``, as ``advcalib run`` does with executor ``dask``. Each worker gets
 one thread and one torch thread. Memory is the resident set size (psutil) of each worker
-process, sampled by the client every 0.2 s (``MemorySampler.interval``). Its maximum over the run is
-the peak. A short allocation between two samples can be missed, so the peak is a lower
-bound.
+process, sampled by the client every 0.2 s (``MemorySampler.interval``). Its maximum
+over the run is the peak. A short allocation between two samples can be missed, so the
+peak is a lower bound.
 """
 
 from __future__ import annotations

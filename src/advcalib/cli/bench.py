@@ -17,8 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from advcalib.bench import SECTIONS
 
     parser.add_argument("--out", type=Path, default=Path("bench-out"), help="folder for bench.json, bench.md and samples (default: bench-out)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that every benchmark runs, in well under a minute")
-    parser.add_argument("--device", default="cpu", help="torch device of the inference and matmul measurements: cpu, cuda, cuda:N (default: cpu)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes that check that every benchmark runs; its rates mean nothing")
+    parser.add_argument("--device", default="cpu", help="torch device of the matmul, inference and processor measurements: cpu, cuda, cuda:N (default: cpu)")
     parser.add_argument("--cms-models", type=Path, default=_default_cms_models(),
                         help="folder with DeepJet_Run3_122X.onnx and DeepFlavourV03_10X.onnx (default: $ADVCALIB_SHARED/models)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=None, metavar="SECTION",
