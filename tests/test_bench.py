@@ -61,7 +61,7 @@ def test_fast_deepjet_matches_eager(n_jets, bucket, fold):
     cpf[0] = 0.0  # a jet without charged candidates
     with torch.inference_mode():
         expected = model(glob, cpf, npf, sv)
-        found = FastDeepJet(model, fold=fold, bucket=bucket, group_size=64)(glob, cpf, npf, sv)
+        found = FastDeepJet(model, fold=fold, bucket=bucket, group_size=64, max_batch=128)(glob, cpf, npf, sv)
     assert found.shape == expected.shape
     assert torch.allclose(found, expected, atol=1e-4, rtol=1e-4)
 

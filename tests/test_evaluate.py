@@ -1,4 +1,4 @@
-"""Robustness evaluation: ROC/AUC known answers, every table row, ONNX models, packaged models."""
+"""Robustness evaluation: ROC/AUC on known inputs, every table row, ONNX models, packaged models."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""CalibrationProcessor on the real CMS files and on hand-checked pieces of its bookkeeping."""
+"""CalibrationProcessor on the real CMS files and on hand-checked pieces of its bookkeeping.
+
+The packaged models ``nominal`` and ``adversarial`` and the CMS Run 2 ONNX network run on
+the real PFNano jets.
+"""
 
 from __future__ import annotations
 
@@ -25,19 +29,6 @@ from advcalib.selections import MissingInputError, Selection, make_selection
 from advcalib.selections.cuts import Cut, CutTable, SelectionSteps
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def random_checkpoint(tmp_path_factory):
-    """A randomly initialised DeepJet checkpoint: exercises the path, not the physics."""
-    from advcalib.models import DeepJet, save_checkpoint
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("models") / "random.pt"
-    model = DeepJet()
-    model.eval()
-    save_checkpoint(path, model, config={}, feature_scales=None, metadata={"note": "random weights"})
-    return path
 
 
 def leading_jet(events, cuts, channel) -> SelectionSteps:
@@ -123,11 +114,11 @@ def test_missing_triggers_name_the_file(real_nano_dy):
         selection.apply(events)
 
 
-def test_processor_pickles_without_taggers(random_checkpoint):
-    instance = CalibrationProcessor(models={"random": str(random_checkpoint)})
-    instance._taggers = {"random": object()}
+def test_processor_pickles_without_taggers():
+    instance = CalibrationProcessor(models={"nominal": "nominal"})
+    instance._taggers = {"nominal": object()}
     copy = pickle.loads(cloudpickle.dumps(instance))
-    assert copy.models == {"random": str(random_checkpoint)}
+    assert copy.models == {"nominal": "nominal"}
     assert not hasattr(copy, "_taggers")
 
 
@@ -139,21 +130,19 @@ def test_stored_name_reserved():
 # --- real files through coffea's Runner --------------------------------------------------
 
 
-def test_deepjet_models_on_pfnano(real_pfnano, random_checkpoint, onnx_run2):
+def test_deepjet_models_on_pfnano(real_pfnano, onnx_run2):
     fileset = {"ttbar": {"files": {str(real_pfnano): "Events"}, "metadata": {"is_data": False, "xsec": 833.9}}}
-    models = {"random": str(random_checkpoint), "cms_run2": str(onnx_run2)}
+    models = {"nominal": "nominal", "adversarial": "adversarial", "cms_run2": str(onnx_run2)}
     out = run_runner(fileset, CalibrationProcessor(models=models, selections=[ALL_JETS]))
     assert not out["skipped_models"]
     n_probes = out["cutflow"]["ttbar"]["bottom"]["emu"]["jet"]
     assert n_probes > 0
     h = out["hists"]["BvsAll"]
-    assert set(h.axes["model"]) == {"random", "cms_run2", STORED_MODEL}
-    weights = {}
-    for model in ("random", "cms_run2", STORED_MODEL):
-        weights[model] = h[{"model": model, "systematic": "nominal"}].sum(flow=True).value
+    assert set(h.axes["model"]) == {"nominal", "adversarial", "cms_run2", STORED_MODEL}
+    weights = {model: h[{"model": model, "systematic": "nominal"}].sum(flow=True).value for model in h.axes["model"]}
     # every model fills every probe jet once, with the same genWeight
-    assert weights["random"] == pytest.approx(weights[STORED_MODEL])
-    assert weights["cms_run2"] == pytest.approx(weights[STORED_MODEL])
+    for model in ("nominal", "adversarial", "cms_run2"):
+        assert weights[model] == pytest.approx(weights[STORED_MODEL])
     assert weights[STORED_MODEL] != 0
 
 

@@ -9,7 +9,7 @@ import hist
 import numpy as np
 import pytest
 from coffea.nanoevents.methods import candidate
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -24,45 +24,111 @@ PROPERTY_SETTINGS = settings(max_examples=25, deadline=None, suppress_health_che
 # --- selections on random jagged events -----------------------------------------------------
 
 
-def _objects(draw, n_events: int, fields: dict, max_per_event: int, name: str = "PtEtaPhiMCandidate") -> ak.Array:
-    counts = draw(st.lists(st.integers(0, max_per_event), min_size=n_events, max_size=n_events))
-    total = int(sum(counts))
-    columns = {name: draw(strategy(total)) for name, strategy in fields.items()}
+MUON = dict(pt=30.0, eta=0.0, phi=0.0, mass=0.106, charge=-1, tightId=True, pfRelIso04_all=0.05, dxy=0.0, dxyErr=0.01)
+ELECTRON = dict(pt=30.0, eta=0.0, phi=0.0, mass=0.0005, charge=-1, mvaFall17V2Iso_WP80=True, cutBased=4)
+JET = dict(pt=40.0, eta=0.0, phi=0.0, mass=5.0, jetId=6, muEF=0.1, neEmEF=0.1)
+
+eta = st.floats(-2.6, 2.6)
+phi = st.floats(-3.1, 3.1)
+charge = st.sampled_from([-1, 1])
+
+
+@st.composite
+def noise_muon(draw) -> dict:
+    return MUON | dict(pt=draw(st.floats(3, 80)), eta=draw(eta), phi=draw(phi), charge=draw(charge), tightId=draw(st.booleans()),
+                       pfRelIso04_all=draw(st.floats(0, 1)), dxy=draw(st.floats(-0.1, 0.1)))
+
+
+@st.composite
+def noise_electron(draw) -> dict:
+    return ELECTRON | dict(pt=draw(st.floats(5, 80)), eta=draw(eta), phi=draw(phi), charge=draw(charge),
+                           mvaFall17V2Iso_WP80=draw(st.booleans()), cutBased=draw(st.integers(0, 4)))
+
+
+@st.composite
+def noise_jet(draw) -> dict:
+    return JET | dict(pt=draw(st.floats(10, 150)), eta=draw(st.floats(-3, 3)), phi=draw(phi), jetId=draw(st.sampled_from([0, 2, 6])),
+                      muEF=draw(st.floats(0, 0.8)), neEmEF=draw(st.floats(0, 0.8)))
+
+
+def wrap_phi(value: float) -> float:
+    return (value + math.pi) % (2 * math.pi) - math.pi
+
+
+@st.composite
+def good_jet(draw) -> dict:
+    return JET | dict(pt=draw(st.floats(25, 150)), eta=draw(st.floats(-2.3, 2.3)), phi=draw(phi))
+
+
+@st.composite
+def z_event(draw) -> dict:
+    """Two same-flavour leptons of equal pt p at dphi = pi - 0.5: m_ll = 1.94 p and pT_ll = 0.49 p."""
+    p, lepton_eta, lepton_phi = draw(st.floats(40, 54)), draw(st.floats(-2, 2)), draw(phi)
+    template = draw(st.sampled_from([MUON, ELECTRON]))
+    first = template | dict(pt=p, eta=lepton_eta, phi=lepton_phi, charge=-1)
+    second = template | dict(pt=p, eta=lepton_eta, phi=wrap_phi(lepton_phi + math.pi - 0.5), charge=draw(charge))
+    key = "muons" if template is MUON else "electrons"
+    return {key: [first, second], "jets": draw(st.lists(good_jet(), min_size=1, max_size=3))}
+
+
+@st.composite
+def soft_muon_event(draw) -> dict:
+    """An isolated lepton, MET opposite to it, and a jet with a displaced non-isolated muon inside."""
+    template = draw(st.sampled_from([MUON, ELECTRON]))
+    lepton_phi = draw(phi)
+    lepton = template | dict(pt=draw(st.floats(36, 70)), eta=draw(st.floats(-2, 2)), phi=lepton_phi, charge=draw(charge))
+    jet_pt, jet_eta, jet_phi = draw(st.floats(30, 120)), draw(st.floats(-2, 2)), wrap_phi(lepton_phi + 2.0)
+    soft = MUON | dict(pt=draw(st.floats(3, 10)), eta=jet_eta + 0.1, phi=jet_phi, charge=draw(charge), pfRelIso04_all=0.6, dxy=0.05)
+    jets = [JET | dict(pt=jet_pt, eta=jet_eta, phi=jet_phi)] + draw(st.lists(good_jet(), max_size=4))
+    key = "muons" if template is MUON else "electrons"
+    event = {key: [lepton], "jets": jets, "met": (draw(st.floats(40, 120)), wrap_phi(lepton_phi + math.pi))}
+    event["muons"] = event.get("muons", []) + [soft]
+    return event
+
+
+@st.composite
+def emu_event(draw) -> dict:
+    muon = MUON | dict(pt=draw(st.floats(26, 70)), eta=draw(st.floats(-2, 2)), phi=draw(phi), charge=draw(charge))
+    electron = ELECTRON | dict(pt=draw(st.floats(26, 70)), eta=draw(st.floats(-2, 2)), phi=wrap_phi(muon["phi"] + 2.5), charge=draw(charge))
+    return {"muons": [muon], "electrons": [electron], "jets": draw(st.lists(good_jet(), min_size=1, max_size=4))}
+
+
+@st.composite
+def noise_event(draw) -> dict:
+    return {"muons": draw(st.lists(noise_muon(), max_size=2)), "electrons": draw(st.lists(noise_electron(), max_size=2)),
+            "jets": draw(st.lists(noise_jet(), max_size=4)), "met": (draw(st.floats(0, 100)), draw(phi))}
+
+
+@st.composite
+def any_event(draw) -> dict:
+    """A Z, W-plus-soft-muon, emu or noise topology, with extra random objects mixed in."""
+    event = draw(st.one_of(z_event(), soft_muon_event(), emu_event(), noise_event()))
+    extra = draw(noise_event())
+    for key in ("muons", "electrons", "jets"):
+        event[key] = event.get(key, []) + draw(st.lists(st.sampled_from(extra[key]), max_size=1) if extra[key] else st.just([]))
+    event.setdefault("met", extra["met"])
+    return event
+
+
+def collection(rows: list[list[dict]], defaults: dict, name: str) -> ak.Array:
+    flat = [obj for row in rows for obj in row]
+    columns = {key: np.asarray([obj[key] for obj in flat], dtype=np.asarray(value).dtype) for key, value in defaults.items()}
     zipped = ak.zip(columns, with_name=name, behavior=candidate.behavior)
-    return ak.unflatten(zipped, np.asarray(counts, dtype=np.int64))
-
-
-def _floats(low: float, high: float):
-    return lambda n: arrays(np.float64, n, elements=st.floats(low, high, allow_nan=False))
-
-
-def _ints(values: list[int]):
-    return lambda n: arrays(np.int64, n, elements=st.sampled_from(values))
-
-
-def _bools():
-    return lambda n: arrays(np.bool_, n, elements=st.booleans())
-
-
-LEPTON = {"pt": _floats(3.0, 120.0), "eta": _floats(-2.7, 2.7), "phi": _floats(-3.14, 3.14), "mass": _floats(0.0, 0.2),
-          "charge": _ints([-1, 1])}
-MUON = LEPTON | {"tightId": _bools(), "pfRelIso04_all": _floats(0.0, 1.0), "dxy": _floats(-0.2, 0.2), "dxyErr": _floats(0.001, 0.05)}
-ELECTRON = LEPTON | {"mvaFall17V2Iso_WP80": _bools(), "cutBased": _ints([0, 1, 2, 3, 4])}
-JET = {"pt": _floats(10.0, 200.0), "eta": _floats(-3.0, 3.0), "phi": _floats(-3.14, 3.14), "mass": _floats(0.0, 20.0),
-       "jetId": _ints([0, 2, 6]), "muEF": _floats(0.0, 1.0), "neEmEF": _floats(0.0, 1.0)}
+    return ak.unflatten(zipped, np.asarray([len(row) for row in rows], dtype=np.int64))
 
 
 @st.composite
 def random_events(draw) -> ak.Array:
-    """Events with 0-3 muons and electrons, 0-6 jets, random trigger bits and MET."""
-    n = draw(st.integers(1, 12))
+    """1-10 events of mixed topologies; each trigger path fires at random."""
+    events = draw(st.lists(any_event(), min_size=1, max_size=10))
+    n = len(events)
     hlt = {name: np.asarray(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool) for name in TRIGGERS}
-    met = {"pt": draw(_floats(0.0, 150.0)(n)), "phi": draw(_floats(-3.14, 3.14)(n))}
+    met = {"pt": np.array([e["met"][0] for e in events]), "phi": np.array([e["met"][1] for e in events])}
     return ak.zip(
         {
-            "Muon": _objects(draw, n, MUON, 3),
-            "Electron": _objects(draw, n, ELECTRON, 3),
-            "Jet": _objects(draw, n, JET, 6, "PtEtaPhiMLorentzVector"),
+            "Muon": collection([e.get("muons", []) for e in events], MUON, "PtEtaPhiMCandidate"),
+            "Electron": collection([e.get("electrons", []) for e in events], ELECTRON, "PtEtaPhiMCandidate"),
+            "Jet": collection([e.get("jets", []) for e in events], JET, "PtEtaPhiMLorentzVector"),
             "HLT": ak.zip(hlt),
             "MET": ak.zip(met),
         },
@@ -95,6 +161,14 @@ def test_selection_invariants(selection, events):
         assert jet.pt > cuts["jet_pt"]
         assert abs(jet.eta) < cuts["jet_abseta"]
         assert jet.jetId & cuts["jet_id_mask"]
+
+
+@pytest.mark.parametrize("selection", SELECTIONS, ids=lambda s: f"{s.name}-{s.channel}")
+def test_strategy_reaches_selection(selection):
+    # Guards the test above against passing only on events that no selection keeps.
+    found = find(random_events(), lambda events: selection.apply(events).n_selected > 0,
+                 settings=settings(max_examples=300, deadline=None, database=None))
+    assert selection.apply(found).n_selected > 0
 
 
 # --- OS-SS subtraction ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from advcalib.preflight import (
     PreflightError,
     check_fileset,
     read_header,
+    run_report,
 )
 from advcalib.processor import CalibrationProcessor
 from advcalib.resume import CHUNK_DIR, ResumableProcessor, ResumeError, configuration_fingerprint
@@ -196,6 +197,24 @@ def test_skip_bad_files_lists_every_file(tmp_path, real_nano_dy):
     assert sorted(report.skipped_files) == sorted(str(path) for path in bad)
     assert list(report.usable(datasets)["dy"].files) == [str(real_nano_dy)]
     assert sorted(report.as_dict()["skipped_files"]) == sorted(str(path) for path in bad)
+
+
+def test_skipped_files_change_normalisation(tmp_path, real_nano_dy, real_nano_dimuon):
+    bad = tmp_path / "bad.root"
+    bad.write_bytes(b"\0" * 100)
+    fileset = {
+        "dy": {"files": [str(real_nano_dy), str(bad)], "metadata": {"is_data": False, "xsec": 1.0, "sumw": 50.0}},
+        "data": {"files": [str(real_nano_dimuon), str(bad)], "metadata": {"is_data": True, "lumi": 2.0}},
+    }
+    datasets = load_fileset(write_fileset(tmp_path / "fs.json", fileset))
+    report = check_fileset(datasets, need_deepjet_inputs=False, skip_bad_files=True)
+    usable = report.usable(datasets)
+    assert usable["dy"].metadata.sumw is None  # normalised with the processed genWeight sum
+    assert usable["data"].metadata.lumi == 2.0
+    run = run_report(preflight=report, raw={"failed_files": {str(bad): ["chunk failed"]}, "n_sanitized": {"dy": 3}})
+    assert run["failed_files"] == {str(bad): [report.skipped_files[str(bad)], "chunk failed"]}
+    assert run["sanitized_inputs"] == {"dy": 3}
+    json.dumps(run)
 
 
 def test_zero_entry_file_warns(tmp_path, pfnano_slim):
@@ -522,6 +541,38 @@ def test_resume_needs_saved_chunks(tmp_path):
     with pytest.raises(ResumeError, match="no saved chunks"):
         ResumableProcessor(light_processor(), out=tmp_path, resume=True).prepare()
     assert (tmp_path / "hists.coffea").read_text() == "result of an earlier run"
+
+
+def damage_basket(path: Path, target: Path, branch: str) -> Path:
+    """Copy ``path`` with the end of the first basket of ``branch`` overwritten; the header stays intact."""
+    tree = uproot.open(path)["Events"]
+    seek, size = int(tree[branch].member("fBasketSeek")[0]), int(tree[branch].member("fBasketBytes")[0])
+    data = bytearray(path.read_bytes())
+    data[seek + size - 20 : seek + size] = b"\x55" * 20
+    target.write_bytes(bytes(data))
+    return target
+
+
+@pytest.mark.parametrize("skip", [False, True], ids=["stop", "skip"])
+def test_damaged_basket_named(tmp_path, run_fileset, skip):
+    from advcalib.scaleout import ExecutorOptions, run_processor
+
+    good = Path(next(iter(run_fileset["dy"]["files"])))
+    bad = damage_basket(good, tmp_path / "damaged.root", "Muon_pt")
+    assert read_header(str(bad), "Events").num_entries == 40
+    fileset = {"dy": {"files": {str(good): "Events", str(bad): "Events"}, "metadata": run_fileset["dy"]["metadata"]}}
+    options = ExecutorOptions(executor="iterative", chunksize=20, skip_bad_files=skip, retries=0)
+    wrapped = ResumableProcessor(light_processor(), out=tmp_path / "out")
+    wrapped.prepare()
+    if not skip:
+        with pytest.raises(Exception, match="damaged.root"):
+            run_processor(wrapped, fileset, options, schema=PFNanoAODSchema)
+        return
+    out = run_processor(wrapped, fileset, options, schema=PFNanoAODSchema)
+    assert list(out["failed_files"]) == [str(bad)]
+    assert len(out["failed_files"][str(bad)]) == 2  # both chunks of the damaged file
+    assert out["n_events"] == {"dy": 40}
+    assert wrapped.summary == {"chunks": 2, "reused": 0, "processed": 2}
 
 
 def test_same_chunks_same_bits_any_executor(tmp_path, run_fileset):

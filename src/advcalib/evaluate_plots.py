@@ -26,6 +26,8 @@ PLOT_FEATURES: tuple[tuple[str, int, str], ...] = (
     ("charged", 0, "Cpfcan_BtagPf_trackSip3dVal"),
     ("vertex", 0, "sv_mass"),
 )
+#: Axis names of the flavour letters in discriminator names.
+JET_NAMES = {"B": "b-jet", "C": "c-jet", "L": "light-jet"}
 #: Curves drawn per ROC plot, besides clean (prefixes of perturbation names).
 ROC_CURVES = ("fgsm_", "ngm_", "pgd_", "noise_", "shift_up_", "shift_down_")
 
@@ -64,9 +66,9 @@ def plot_rocs(result: Evaluation, labels: np.ndarray, out_dir: Path) -> list[Pat
                     style = "--"
                 auc = perturbations[perturbation][disc]
                 ax.plot(efficiency, np.maximum(mistag, 1e-4), style, label=f"{_label(perturbation)} (AUC {auc:.3f})")
-            signal_name, background_name = disc.split("vs")
+            signal_name, background_name = (JET_NAMES[part] for part in disc.split("vs"))
             ax.set_xlabel(f"{signal_name} efficiency")
-            ax.set_ylabel(f"{'light' if background_name == 'L' else background_name} mistag rate")
+            ax.set_ylabel(f"{background_name} mistag rate")
             ax.set_yscale("log")
             ax.set_ylim(1e-4, 1)
             ax.set_title(f"{model}: {disc}", loc="left")

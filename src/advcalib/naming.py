@@ -8,7 +8,7 @@ names, for example ``PFCand_*`` or ``Rho_fixedGridRhoFastjetAll`` (NanoAOD v12 a
 :class:`AliasedPFNanoAODSchema` applies them when coffea builds the events, so the
 selections, the input builder and the processor see one naming whatever the file uses.
 
-A file that holds both spellings of a branch keeps the canonical one and the alias is
+A file that contains both spellings of a branch keeps the canonical one and the alias is
 ignored, so an alias never hides a branch that is present.
 """
 
@@ -78,7 +78,7 @@ def alias_map(branches: Iterable[str]) -> dict[str, str]:
 
 
 def canonical_branches(branches: Iterable[str]) -> set[str]:
-    """Return the branch names as advcalib sees them after :func:`alias_map`."""
+    """Return the branch names as advcalib reads them after :func:`alias_map`."""
     names = list(branches)
     renames = alias_map(names)
     return {renames.get(name, name) for name in names}

@@ -8,7 +8,7 @@ run of the check lists them all:
 - a file that cannot be read as ROOT (missing, truncated, corrupt): an error, or with
   ``skip_bad_files`` a skipped file listed in the report;
 - a ROOT file without any key (a writer that stopped before its first event) or a tree
-  with zero entries: a warning; the file holds no events and is left out or gives no chunk;
+  with zero entries: a warning; the file contains no events and is left out or gives no chunk;
 - a tree name not in the file, branches the selections or the normalisation read, a
   truth sidecar that is missing or not aligned with its data file: errors;
 - DeepJet inputs: taken from the stored ``Jet_DeepJet_*`` branches, else derived from the
@@ -71,7 +71,7 @@ class PreflightError(ValueError):
 
 @dataclass(frozen=True)
 class FileHeader:
-    """What the header of one input file says: entries and (canonical) branch names."""
+    """Entry count and canonical branch names from the header of one input file."""
 
     path: str
     treename: str
@@ -126,15 +126,36 @@ class PreflightReport:
             raise PreflightError(f"the fileset failed {len(self.errors)} checks before processing:\n{lines}")
 
     def usable(self, datasets: Mapping[str, Dataset]) -> dict[str, Dataset]:
-        """The datasets without skipped files and without files that hold no tree at all."""
-        dropped = set(self.skipped_files) | {path for path in self.empty_files if not self.headers[path].has_tree}
+        """Return the datasets without skipped files and without files that contain no tree.
+
+        A simulated dataset that lost skipped files drops its metadata ``sumw``, so the run
+        normalises it with the sum of genWeight of the files it processed. For collision
+        data the metadata ``lumi`` still counts the skipped files, which only the user can
+        correct, so a warning says so.
+        """
+        treeless = {path for path in self.empty_files if not self.headers[path].has_tree}
         kept: dict[str, Dataset] = {}
         for name, dataset in datasets.items():
-            files = {path: tree for path, tree in dataset.files.items() if path not in dropped}
-            if files:
-                kept[name] = dataset.model_copy(update={"files": files})
-            else:
+            skipped = [path for path in dataset.files if path in self.skipped_files]
+            files = {path: tree for path, tree in dataset.files.items() if path not in self.skipped_files and path not in treeless}
+            if not files:
                 logger.warning("dataset %s has no file left to process; it is left out of the run", name)
+                continue
+            metadata = dataset.metadata
+            if skipped and not metadata.is_data and metadata.sumw is not None:
+                logger.warning(
+                    "dataset %s: %d files skipped, so it is normalised with the sum of genWeight of its processed files "
+                    "instead of the metadata sumw %g",
+                    name, len(skipped), metadata.sumw,
+                )
+                metadata = metadata.model_copy(update={"sumw": None})
+            elif skipped and metadata.is_data:
+                logger.warning(
+                    "dataset %s: %d files skipped, but its metadata lumi %s still includes them; "
+                    "set 'lumi' to the luminosity of the processed files or recover the skipped files",
+                    name, len(skipped), metadata.lumi,
+                )
+            kept[name] = dataset.model_copy(update={"files": files, "metadata": metadata})
         return kept
 
     def as_dict(self) -> dict[str, Any]:
@@ -166,7 +187,7 @@ def read_header(path: str, treename: str) -> FileHeader:
     Branch names come back canonical (see :func:`advcalib.naming.alias_map`). A ROOT file
     without any key gives ``has_tree=False`` and zero entries. Raises
     :class:`BadFileError` for a file that uproot cannot open and ``KeyError`` for a
-    missing tree in a file that holds other keys.
+    missing tree in a file that contains other keys.
     """
     try:
         with uproot.open(path) as root_file:
@@ -381,3 +402,22 @@ def _check_truth(report: PreflightReport, name: str, metadata: DatasetMetadata, 
                 f"{headers[data_file].num_entries}; regenerate the sidecar with its data file",
                 [sidecar],
             )
+
+
+def run_report(*, preflight: PreflightReport, raw: Mapping[str, Any], chunks: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """Build the JSON-ready report of a run: checks, skipped and failed files, chunks, sanitised inputs.
+
+    ``raw`` is the processor output summed over the chunks; its ``failed_files`` (chunks
+    that failed while processing, from the scale-out guard) and ``n_sanitized`` (NaN and
+    infinite DeepJet inputs replaced, per dataset) are copied when present.
+    """
+    failed = {path: [reason] for path, reason in preflight.skipped_files.items()}
+    for path, reasons in (raw.get("failed_files") or {}).items():
+        failed.setdefault(path, []).extend(reason for reason in reasons if reason not in failed[path])
+    return {
+        "preflight": preflight.as_dict(),
+        "failed_files": failed,
+        "skipped_models": sorted([list(item) for item in raw.get("skipped_models", ())]),
+        "sanitized_inputs": dict(raw.get("n_sanitized") or {}),
+        "chunks": dict(chunks or {}),
+    }

@@ -67,10 +67,14 @@ class Probes:
 
 @functools.lru_cache(maxsize=16)
 def cached_tagger(source: str, device: str | None) -> Any:
-    """Load a tagger once per worker process (see ``advcalib.models.load_tagger``)."""
-    from advcalib.models import load_tagger
+    """Load a tagger once per process and keep it (see ``advcalib.models.load_tagger``).
 
-    return load_tagger(source, device=device)
+    On a Dask worker the source resolves to the copy shipped by the scale-out plugins,
+    so a model given by path or packaged name loads without a shared filesystem.
+    """
+    from advcalib.scaleout.plugins import cached_model
+
+    return cached_model(source, device=device)
 
 
 class CalibrationProcessor(processor.ProcessorABC):

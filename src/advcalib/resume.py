@@ -39,7 +39,7 @@ from advcalib.atomic import save_atomic, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
-#: Folder inside the output folder that holds the finished chunks.
+#: Folder inside the output folder that contains the finished chunks.
 CHUNK_DIR = ".chunks"
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "advcalib-chunks"
@@ -48,7 +48,7 @@ MANIFEST_VERSION = 1
 RECORDS_KEY = "chunk_records"
 
 
-class ResumeError(RuntimeError):
+class ResumeError(ValueError):
     """Saved chunks that cannot be reused: another configuration or an unreadable file."""
 
 
@@ -129,7 +129,7 @@ class ChunkStore:
         if resume:
             if any(path.name != CHUNK_DIR for path in self.directory.parent.iterdir()):
                 raise ResumeError(
-                    f"--resume: {self.directory.parent} holds outputs but no saved chunks to resume from; "
+                    f"--resume: {self.directory.parent} contains outputs but no saved chunks to resume from; "
                     "choose another --out, or pass --force without --resume to overwrite it"
                 )
             logger.warning("--resume: no saved chunks in %s; processing every chunk", self.directory)

@@ -4,30 +4,28 @@
 the fileset with coffea's Runner, ``normalise`` scales simulation to cross-section times
 luminosity over the sum of generator weights, ``save`` writes ``hists.coffea`` and
 ``cutflow.json``. The steps after it (JSD, efficiencies, scale factors, plots) each read
-the saved result. A step whose module is not installed is skipped with a warning and
-listed as skipped in the summary. An error in one of these later steps is logged with its
+the saved result. An error in one of these later steps is logged with its
 traceback and listed in ``failed_steps``, and the other steps still run, because
 ``hists.coffea`` is already written and each step can be redone from it.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from coffea import processor
-from coffea.nanoevents import PFNanoAODSchema
 from coffea.util import save
 from pydantic import BaseModel, ConfigDict, Field
 
+from advcalib import divergence, efficiency, plotting, scalefactors
 from advcalib.fileset import Dataset, coffea_fileset, load_fileset
 from advcalib.processor import DEFAULT_MODELS, STORED_MODEL, CalibrationProcessor, cached_tagger
+from advcalib.scaleout import FAILED_FILES_KEY, ExecutorOptions, run_processor
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +44,11 @@ class RunConfig(BaseModel):
     fileset: Path = Field(description="fileset JSON (see advcalib.fileset)")
     out: Path = Field(description="output folder; must be empty or new unless force is set")
     models: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MODELS), description="model name -> tagger source")
-    executor: Literal["iterative", "futures"] = Field("iterative", description="coffea executor")
-    workers: int = Field(2, gt=0, description="processes of the futures executor")
-    chunksize: int = Field(100_000, gt=0, description="events per chunk")
+    scaleout: ExecutorOptions = Field(default_factory=ExecutorOptions,
+                                      description="executor, mode, chunking, retries and cluster settings")
     limit_files: int | None = Field(None, gt=0, description="at most this many files per dataset")
     lumi: float | None = Field(None, gt=0, description="luminosity in /pb; default: from the data datasets")
     force: bool = Field(False, description="write into a non-empty output folder")
-    progress: bool = Field(False, description="show coffea's progress bar")
     device: str | None = Field(None, description="torch device of the taggers; default CUDA when available")
 
 
@@ -62,7 +58,6 @@ class RunSummary:
 
     out: Path
     files: list[Path] = field(default_factory=list)
-    skipped_steps: dict[str, str] = field(default_factory=dict)
     failed_steps: dict[str, str] = field(default_factory=dict)
     step_seconds: dict[str, float] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)
@@ -136,14 +131,10 @@ def calibration_datasets(datasets: Mapping[str, Dataset]) -> dict[str, Dataset]:
 
 def step_process(state: dict[str, Any], summary: RunSummary) -> None:
     config: RunConfig = state["config"]
-    if config.executor == "futures":
-        executor = processor.FuturesExecutor(workers=config.workers, status=config.progress)
-    else:
-        executor = processor.IterativeExecutor(status=config.progress)
-    runner = processor.Runner(executor=executor, schema=PFNanoAODSchema, chunksize=config.chunksize)
     fileset = coffea_fileset(state["datasets"], limit_files=config.limit_files)
     instance = CalibrationProcessor(models=config.models, device=config.device)
-    state["raw"] = runner(fileset, instance)
+    models = [source for name, source in config.models.items() if name != STORED_MODEL]
+    state["raw"] = run_processor(instance, fileset, config.scaleout, models=models)
     state["selections"] = instance.selections
 
 
@@ -192,6 +183,7 @@ def normalise(
         "models": {STORED_MODEL: STORED_SOURCE} | {name: str(source) for name, source in models.items()},
         "lumi": lumi,
         "skipped_models": [{"dataset": d, "file": f, "reason": r} for d, f, r in skipped],
+        FAILED_FILES_KEY: dict(raw.get(FAILED_FILES_KEY, {})),
     }
 
 
@@ -228,25 +220,7 @@ def step_save(state: dict[str, Any], summary: RunSummary) -> None:
     summary.files += [out / "hists.coffea", out / "cutflow.json"]
 
 
-def _optional(module: str) -> Any | None:
-    """Import ``module``, or None when that module itself is not installed."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as error:
-        if error.name and module.startswith(error.name):
-            return None
-        raise
-
-
-def _skip(summary: RunSummary, step: str, module: str) -> None:
-    logger.warning("step %s skipped: module %s is not installed", step, module)
-    summary.skipped_steps[step] = f"module {module} not installed"
-
-
 def step_divergence(state: dict[str, Any], summary: RunSummary) -> None:
-    divergence = _optional("advcalib.divergence")
-    if divergence is None:
-        return _skip(summary, "divergence", "advcalib.divergence")
     table = divergence.jsd_table(state["result"])
     summary.jsd = table
     state["jsd"] = table
@@ -254,24 +228,15 @@ def step_divergence(state: dict[str, Any], summary: RunSummary) -> None:
 
 
 def step_efficiency(state: dict[str, Any], summary: RunSummary) -> None:
-    efficiency = _optional("advcalib.efficiency")
-    if efficiency is None:
-        return _skip(summary, "efficiency", "advcalib.efficiency")
     rows = efficiency.efficiency_table(state["result"])
     summary.files.append(efficiency.write_efficiency(rows, summary.out))
 
 
 def step_scalefactors(state: dict[str, Any], summary: RunSummary) -> None:
-    scalefactors = _optional("advcalib.scalefactors")
-    if scalefactors is None or not hasattr(scalefactors, "derive_scale_factors"):
-        return _skip(summary, "scalefactors", "advcalib.scalefactors.derive_scale_factors")
     state["scalefactors"] = scalefactors.derive_scale_factors(state["result"], summary.out)
 
 
 def step_plots(state: dict[str, Any], summary: RunSummary) -> None:
-    plotting = _optional("advcalib.plotting")
-    if plotting is None:
-        return _skip(summary, "plots", "advcalib.plotting")
     summary.files += plotting.plot_all(state["result"], summary.out, state.get("jsd"))
 
 

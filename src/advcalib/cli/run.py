@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from advcalib.processor import DEFAULT_MODELS, STORED_MODEL
+from advcalib.scaleout.arguments import add_scaleout_arguments, options_from_args
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +36,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         f"default: {', '.join(DEFAULT_MODELS)}. Model '{STORED_MODEL}' (the file's own discriminators) is always filled",
     )
     parser.add_argument("--stored-only", action="store_true", help=f"fill only model '{STORED_MODEL}'; no tagger is run")
-    parser.add_argument("--executor", choices=("iterative", "futures"), default="iterative", help="coffea executor")
-    parser.add_argument("--workers", type=int, default=2, help="processes of the futures executor")
-    parser.add_argument("--chunksize", type=int, default=100_000, help="events per chunk")
     parser.add_argument("--device", default=None, help="torch device of the taggers (default: CUDA when available)")
     parser.add_argument("--force", action="store_true", help="write into a non-empty output folder")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_scaleout_arguments(parser)
 
 
 def parse_models(specs: list[str] | None, *, stored_only: bool) -> dict[str, str]:
@@ -69,8 +68,8 @@ def _config(args: argparse.Namespace, fileset: Path, *, lumi: float | None = Non
 
     return RunConfig(
         fileset=fileset, out=args.out, models=parse_models(args.model, stored_only=args.stored_only),
-        executor=args.executor, workers=args.workers, chunksize=args.chunksize, limit_files=limit_files,
-        lumi=lumi, force=args.force, progress=not args.no_progress, device=args.device,
+        scaleout=options_from_args(args).model_copy(update={"status": not args.no_progress}),
+        limit_files=limit_files, lumi=lumi, force=args.force, device=args.device,
     )
 
 
@@ -116,9 +115,10 @@ def _report(summary) -> None:
         print("Jensen-Shannon divergence between data and MC (OS-SS):")
         print(format_markdown(summary.jsd))
     for item in summary.result.get("skipped_models", []):
-        print(f"note: {item['file']} ({item['dataset']}): {item['reason']}; only model '{STORED_MODEL}' filled")
-    for step, reason in summary.skipped_steps.items():
-        print(f"step {step} skipped: {reason}")
+        print(f"note: {item['file']} ({item['dataset']}): no DeepJet inputs in the file, so only model '{STORED_MODEL}' "
+              "is filled (missing branches: 'skipped_models' in hists.coffea)")
+    for path, reasons in summary.result.get("failed_files", {}).items():
+        print(f"skipped file {path}: {reasons}")
     for step, reason in summary.failed_steps.items():
         print(f"step {step} failed: {reason} (see the log above; redo it from hists.coffea)")
     print(f"outputs in {summary.out}:")

@@ -35,6 +35,25 @@ class Chunk:
     truth_flavour: np.ndarray | None = None
 
 
+def merge_chunks(chunks: list[Chunk]) -> Chunk:
+    """One chunk with the events of ``chunks`` in order; each branch is concatenated once.
+
+    Local indices (``Jet_muonIdx1``, ``JetPFCands_pFCandsIdx``...) count inside an event, so
+    they stay valid. Every chunk must carry the same branches, as chunks of one dataset do.
+    """
+    if len(chunks) == 1:
+        return chunks[0]
+    first = chunks[0]
+    merged = Chunk(n_events=sum(c.n_events for c in chunks), n_generated=sum(c.n_generated for c in chunks))
+    merged.scalars = {k: np.concatenate([c.scalars[k] for c in chunks]) for k in first.scalars}
+    for name, (_, fields) in first.collections.items():
+        counts = np.concatenate([c.collections[name][0] for c in chunks])
+        merged.collections[name] = (counts, {f: np.concatenate([c.collections[name][1][f] for c in chunks]) for f in fields})
+    if first.truth_flavour is not None:
+        merged.truth_flavour = np.concatenate([c.truth_flavour for c in chunks])
+    return merged
+
+
 def _restrict(hard: HardEvents, keep: np.ndarray) -> tuple[HardEvents, np.ndarray]:
     """Events of ``hard`` where ``keep``; returns the old-to-new event index map too."""
     new_index = np.cumsum(keep) - 1
@@ -117,16 +136,23 @@ def _jet_collections(chunk: Chunk, jets: Table, cands: Table, svs: Table, muons:
     _vertex_collections(chunk, jets, svs)
 
 
+#: Energy-fraction branches of Jet and the |pdgId| of the candidates they sum.
+ENERGY_FRACTIONS = (("muEF", 13), ("chEmEF", 11), ("neEmEF", 22), ("chHEF", 211), ("neHEF", 130))
+
+
 def _energy_fractions(cands: Table, jets: Table) -> dict[str, np.ndarray]:
     jet = cands["jet"]
     n_jets = len(jets)
-    total = np.maximum(np.bincount(jet, cands["pt"], minlength=n_jets), 1e-6)
+    n_kinds = len(ENERGY_FRACTIONS) + 1
+    kind_of_pdg = np.full(212, len(ENERGY_FRACTIONS))
+    for kind, (_, pdg) in enumerate(ENERGY_FRACTIONS):
+        kind_of_pdg[pdg] = kind
+    # One weighted histogram over (jet, kind) instead of one per fraction.
     pdg = np.abs(cands["pdgId"])
-    frac = {}
-    for name, mask in (("muEF", pdg == 13), ("chEmEF", pdg == 11), ("neEmEF", pdg == 22),
-                       ("chHEF", pdg == 211), ("neHEF", pdg == 130)):
-        frac[name] = np.bincount(jet[mask], cands["pt"][mask], minlength=n_jets) / total
-    return frac
+    kind = np.where(pdg < len(kind_of_pdg), kind_of_pdg[np.minimum(pdg, len(kind_of_pdg) - 1)], len(ENERGY_FRACTIONS))
+    sums = np.bincount(jet * n_kinds + kind, cands["pt"], minlength=n_jets * n_kinds).reshape(n_jets, n_kinds)
+    total = np.maximum(sums.sum(axis=1), 1e-6)
+    return {name: sums[:, kind] / total for kind, (name, _) in enumerate(ENERGY_FRACTIONS)}
 
 
 def _candidate_collections(chunk: Chunk, jets: Table, cands: Table) -> None:

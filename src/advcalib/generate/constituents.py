@@ -57,9 +57,13 @@ def _pt_shares(rng: np.random.Generator, cands: Table, jets: Table) -> np.ndarra
     decay_total = np.where(has_decay, np.maximum(CHARGED_DECAY_SHARE * jets["z"], lepton_share + 0.1 * jets["z"]), 0.0)
     decay_total = np.where((jets["hadron_flavour"] == 0) & has_decay, lepton_share, decay_total)
     other_decay = np.maximum(decay_total - np.where(jets["lepton_flavour"] > 0, lepton_share, 0.0), 0.0)
-    weight = np.where(kind == DECAY, rng.gamma(2.0, 1.0, len(kind)), rng.gamma(0.7, 1.0, len(kind)))
-    weight = np.where(is_lepton | (kind == PILEUP), 0.0, weight)
     in_frag = (kind != DECAY) & (kind != PILEUP)
+    # Gamma weights: shape 2 for decay products, 0.7 for fragmentation; leptons and pileup get 0.
+    weight = np.zeros(len(kind))
+    decay_products = np.flatnonzero((kind == DECAY) & ~is_lepton)
+    fragments = np.flatnonzero(in_frag)
+    weight[decay_products] = rng.gamma(2.0, 1.0, len(decay_products))
+    weight[fragments] = rng.gamma(0.7, 1.0, len(fragments))
     frag_sum = np.bincount(jet, np.where(in_frag, weight, 0.0), minlength=n_jets)
     decay_sum = np.bincount(jet, np.where(kind == DECAY, weight, 0.0), minlength=n_jets)
     share = np.where(in_frag, weight * (1.0 - decay_total)[jet] / np.maximum(frag_sum[jet], 1e-12),
@@ -72,40 +76,53 @@ def _directions(rng: np.random.Generator, cands: Table, jets: Table) -> None:
     """Angles to the jet axis: Rayleigh spread for fragmentation, decay cone around the hadron."""
     jet, kind = cands["jet"], cands["kind"]
     n = len(jet)
-    gluon = np.abs(jets["parton_flavour"][jet]) == 21
-    momentum = np.maximum(cands["pt"], 0.2) * np.cosh(jets["eta"][jet])
-    spread = (0.025 + 0.11 / np.sqrt(np.maximum(cands["pt"], 0.3))) * np.where(gluon, 1.25, 1.0)
-    spread = np.where(kind == PILEUP, 0.2, spread)
+    jet_eta, jet_phi = jets["eta"][jet], jets["phi"][jet]
+    decay = np.flatnonzero(kind == DECAY)
+    other = np.flatnonzero(kind != DECAY)
     # Mean transverse momentum of the decay products in the hadron frame, in GeV.
-    pstar = np.where(jets["hadron_flavour"][jet] == 5, 0.8, np.where(jets["hadron_flavour"][jet] == 4, 0.45, 0.2))
-    decay_angle = np.minimum(pstar * np.sqrt(1 - rng.random(n) ** 2) / momentum, 0.35)
-    cands["decay_angle"] = np.where(kind == DECAY, decay_angle, 0.0)
-    hadron_offset = rng.rayleigh(0.012, len(jets))[jet]
-    d_r = np.where(kind == DECAY, np.hypot(decay_angle, hadron_offset), rng.rayleigh(spread))
-    d_r = np.where(d_r > 0.4, rng.uniform(0.0, 0.4, n), d_r)
+    decay_jet = jet[decay]
+    decay_flavour = jets["hadron_flavour"][decay_jet]
+    pstar = np.where(decay_flavour == 5, 0.8, np.where(decay_flavour == 4, 0.45, 0.2))
+    momentum = np.maximum(cands["pt"][decay], 0.2) * np.cosh(jet_eta[decay])
+    decay_angle = np.minimum(pstar * np.sqrt(1 - rng.random(len(decay)) ** 2) / momentum, 0.35)
+    cands["decay_angle"] = np.zeros(n)
+    cands["decay_angle"][decay] = decay_angle
+    hadron_offset = rng.rayleigh(0.012, len(jets))[decay_jet]
+    other_pt = cands["pt"][other]
+    gluon = np.abs(jets["parton_flavour"][jet[other]]) == 21
+    spread = (0.025 + 0.11 / np.sqrt(np.maximum(other_pt, 0.3))) * np.where(gluon, 1.25, 1.0)
+    spread = np.where(kind[other] == PILEUP, 0.2, spread)
+    d_r = np.empty(n)
+    d_r[decay] = np.hypot(decay_angle, hadron_offset)
+    d_r[other] = rng.rayleigh(spread)
+    wide = np.flatnonzero(d_r > 0.4)
+    d_r[wide] = rng.uniform(0.0, 0.4, len(wide))
     psi = rng.uniform(-np.pi, np.pi, n)
     cands["delta_r"] = d_r
-    cands["eta"] = jets["eta"][jet] + d_r * np.cos(psi)
-    cands["phi"] = kin.wrap_phi(jets["phi"][jet] + d_r * np.sin(psi))
-    lepton = cands["is_lepton"]
-    cands["eta"][lepton] = jets["lepton_eta"][jet[lepton]]
-    cands["phi"][lepton] = jets["lepton_phi"][jet[lepton]]
-    cands["delta_r"][lepton] = np.hypot(cands["eta"][lepton] - jets["eta"][jet[lepton]],
-                                        kin.delta_phi(cands["phi"][lepton], jets["phi"][jet[lepton]]))
+    cands["eta"] = jet_eta + d_r * np.cos(psi)
+    cands["phi"] = kin.wrap_phi(jet_phi + d_r * np.sin(psi))
+    lepton = np.flatnonzero(cands["is_lepton"])
+    lepton_jet = jet[lepton]
+    cands["eta"][lepton] = jets["lepton_eta"][lepton_jet]
+    cands["phi"][lepton] = jets["lepton_phi"][lepton_jet]
+    cands["delta_r"][lepton] = np.hypot(cands["eta"][lepton] - jet_eta[lepton],
+                                        kin.delta_phi(cands["phi"][lepton], jet_phi[lepton]))
 
 
 def _identities(rng: np.random.Generator, cands: Table, jets: Table) -> None:
     kind, jet = cands["kind"], cands["jet"]
     n = len(kind)
     charged = (kind == FRAGMENTATION) | (kind == DECAY) | (kind == PILEUP)
-    charge = np.where(charged, random_sign(rng, n), 0)
-    lepton = cands["is_lepton"]
+    charge = np.zeros(n, dtype=np.int64)
+    charge[charged] = random_sign(rng, int(np.count_nonzero(charged)))
+    lepton = np.flatnonzero(cands["is_lepton"])
     charge[lepton] = jets["lepton_charge"][jet[lepton]]
-    flavour = jets["lepton_flavour"][jet]
+    flavour = jets["lepton_flavour"][jet[lepton]]
     # pdgId 13 is mu-, 11 is e-, 211 is pi+.
-    pdg = np.select([lepton & (flavour == 13), lepton & (flavour == 11), charged, kind == PHOTON],
-                    [-13 * charge, -11 * charge, 211 * charge, 22], 130)
-    mass = np.select([np.abs(pdg) == 13, np.abs(pdg) == 11, charged], [MUON_MASS, ELECTRON_MASS, PION_MASS], 0.0)
+    pdg = np.where(charged, 211 * charge, np.where(kind == PHOTON, 22, 130))
+    pdg[lepton] = -flavour * charge[lepton]
+    mass = np.where(charged, PION_MASS, 0.0)
+    mass[lepton] = np.where(flavour == 13, MUON_MASS, ELECTRON_MASS)
     cands.update(charge=charge.astype(np.int32), pdgId=pdg.astype(np.int32), mass=mass, charged=charged)
 
 

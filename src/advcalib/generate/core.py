@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from advcalib.generate.chunk import Chunk, simulate_chunk
+from advcalib.generate.chunk import Chunk, merge_chunks, simulate_chunk
 from advcalib.generate.mismodeling import Mismodeling, write_mismodeling
 from advcalib.generate.presets import DatasetSpec, Preset, load_preset
 from advcalib.generate.processes import CROSS_SECTIONS
@@ -42,32 +42,63 @@ def _event_ids(first: int, n: int, run: int) -> dict[str, np.ndarray]:
     return {"run": np.full(n, run), "luminosityBlock": event // EVENTS_PER_LUMI_BLOCK + 1, "event": event}
 
 
+def _write_events(chunks: list[Chunk], writer: TreeWriter, truth: TreeWriter | None, *, first_event: int, run: int,
+                  deepjet_scratch: Path | None) -> int:
+    """Write ``chunks`` as one basket per branch (one ``extend``); returns the number of events written."""
+    chunk = merge_chunks(chunks)
+    event_ids = _event_ids(first_event, chunk.n_events, run)
+    if deepjet_scratch is not None:
+        from advcalib.generate.deepjet import add_deepjet_inputs
+
+        add_deepjet_inputs(chunk, event_ids, deepjet_scratch)
+    writer.write(chunk_arrays(chunk, event_ids=event_ids))
+    if truth is not None:
+        truth.write(truth_arrays(chunk))
+    return chunk.n_events
+
+
 def _write_dataset(name: str, spec: DatasetSpec, *, n_total: int, out_dir: Path, seed: int, chunk_size: int,
                    mismodeling: Mismodeling | None, deepjet_inputs: bool) -> dict:
-    """Simulate and write one dataset; returns its file entry, truth entry and event counts."""
+    """Simulate and write one dataset; returns its file entry, truth entry and event counts.
+
+    Chunks that a generator filter thinned out are collected until they hold ``chunk_size``
+    events and written together: every ``extend`` costs a fixed amount per branch, and
+    fewer, larger baskets also compress better. Chunk boundaries do not change any value.
+    """
     is_data = mismodeling is not None
+    run = DATA_RUN if is_data else MC_RUN
     path = out_dir / f"{name}.root"
     truth_path = out_dir / f"{name}_truth.root"
+    sizes = list(_chunk_sizes(n_total, chunk_size))
+    # Room for one basket per chunk, so uproot never has to move the tree metadata.
+    capacity = len(sizes) + 2
     written = generated = 0
-    writer = TreeWriter(path)
-    truth = TreeWriter(truth_path, tree="Truth") if is_data else None
+    pending: list[Chunk] = []
+    empty: Chunk | None = None
+    writer = TreeWriter(path, basket_capacity=capacity)
+    truth = TreeWriter(truth_path, tree="Truth", basket_capacity=capacity) if is_data else None
+
+    def flush(chunks: list[Chunk]) -> int:
+        scratch = out_dir / f".{name}_{writer.baskets}.scratch.root" if deepjet_inputs else None
+        return _write_events(chunks, writer, truth, first_event=written, run=run, deepjet_scratch=scratch)
+
     try:
-        for index, size in enumerate(_chunk_sizes(n_total, chunk_size)):
+        for index, size in enumerate(sizes):
             chunk = simulate_chunk(_rng(seed, name, index), process=spec.process, n=size, mismodeling=mismodeling,
                                    is_data=is_data, soft_muon=spec.filter == "soft_muon")
-            if chunk.n_events == 0 and writer.entries > 0:
-                generated += size
-                continue
-            event_ids = _event_ids(written, chunk.n_events, DATA_RUN if is_data else MC_RUN)
-            if deepjet_inputs:
-                from advcalib.generate.deepjet import add_deepjet_inputs
-
-                add_deepjet_inputs(chunk, event_ids, out_dir / f".{name}_{index}.scratch.root")
-            writer.write(chunk_arrays(chunk, event_ids=event_ids))
-            if truth is not None:
-                truth.write(truth_arrays(chunk))
-            written += chunk.n_events
             generated += size
+            if chunk.n_events == 0:
+                empty = chunk
+                continue
+            pending.append(chunk)
+            if sum(c.n_events for c in pending) >= chunk_size:
+                written += flush(pending)
+                pending = []
+        if pending:
+            written += flush(pending)
+        if writer.entries == 0 and empty is not None:
+            # A dataset without events still gets its (empty) tree with every branch.
+            flush([empty])
     finally:
         writer.close()
         if truth is not None:

@@ -69,9 +69,8 @@ def reco_jets(rng: np.random.Generator, partons: Partons, mismodeling: Mismodeli
     resolution = np.sqrt(0.06**2 + 1.0 / np.maximum(partons.pt, 1.0))
     response = rng.normal(1.0, resolution) * np.where(jets["lepton_flavour"] > 0, 0.93, 1.0)
     jets["pt"] = partons.pt * np.clip(response, 0.3, None) * knob_per_jet(mismodeling, "jet_energy_scale", jets["hadron_flavour"])
-    keep = (jets["pt"] > JET_PT_MIN) & (np.abs(jets["eta"]) < JET_ABSETA_MAX)
-    jets = jets.take(keep)
-    jets = jets.take(segment_rank(jets["event"], jets["pt"]))
+    keep = np.flatnonzero((jets["pt"] > JET_PT_MIN) & (np.abs(jets["eta"]) < JET_ABSETA_MAX))
+    jets = jets.take(keep[segment_rank(jets["event"][keep], jets["pt"][keep])])
     jets["raw_factor"] = 1.0 - 1.0 / rng.uniform(1.03, 1.15, len(jets))
     jets["raw_pt"] = jets["pt"] * (1.0 - jets["raw_factor"])
     _place_leptons(rng, jets)
@@ -79,29 +78,45 @@ def reco_jets(rng: np.random.Generator, partons: Partons, mismodeling: Mismodeli
 
 
 def _decide_decays(rng: np.random.Generator, jets: Table, mismodeling: Mismodeling | None) -> None:
-    """Add hadron momentum fraction, decay length and semileptonic lepton choice to ``jets``."""
+    """Add hadron momentum fraction, decay length and semileptonic lepton choice to ``jets``.
+
+    Random numbers are drawn only for the jets that use them (heavy-flavour jets for the
+    hadron, jets with a lepton for its momentum fraction), because most jets are light.
+    Light jets without a lepton get ``lepton_fraction`` 0, which nothing reads.
+    """
     n = len(jets["event"])
     flav = jets["hadron_flavour"]
-    # Hard fragmentation, softened in 30 % of the jets (gluon splitting, hard radiation).
-    soft = rng.random(n) < SOFT_FRAGMENTATION
-    z_b = np.where(soft, rng.beta(3.0, 4.0, n), rng.beta(7.0, 3.0, n))
-    z_c = np.where(soft, rng.beta(2.5, 4.5, n), rng.beta(4.0, 3.3, n))
-    z = np.where(flav == 5, z_b, np.where(flav == 4, z_c, 0.0))
-    ctau = np.where(flav == 5, B_HADRON["ctau"], _charm_lifetimes(rng, n))
+    heavy = np.flatnonzero(flav > 0)
+    is_b = flav[heavy] == 5
+    # Hard fragmentation, softened in 30 % of the jets (gluon splitting, hard radiation):
+    # Beta(7, 3) / Beta(3, 4) for b and Beta(4, 3.3) / Beta(2.5, 4.5) for c hadrons.
+    soft = rng.random(len(heavy)) < SOFT_FRAGMENTATION
+    alpha = np.where(soft, np.where(is_b, 3.0, 2.5), np.where(is_b, 7.0, 4.0))
+    beta = np.where(soft, np.where(is_b, 4.0, 4.5), np.where(is_b, 3.0, 3.3))
+    z = np.zeros(n)
+    z[heavy] = rng.beta(alpha, beta)
     mass = np.where(flav == 5, B_HADRON["mass"], C_HADRON_MASS)
-    momentum = np.maximum(z * jets["parton_pt"] * np.cosh(jets["eta"]), 0.1)
-    decay_length = np.where(flav > 0, rng.exponential(1.0, n) * ctau * momentum / mass, 0.0)
+    ctau = np.where(is_b, B_HADRON["ctau"], _charm_lifetimes(rng, len(heavy)))
+    momentum = np.maximum(z[heavy] * jets["parton_pt"][heavy] * np.cosh(jets["eta"][heavy]), 0.1)
+    decay_length = np.zeros(n)
+    decay_length[heavy] = rng.exponential(1.0, len(heavy)) * ctau * momentum / mass[heavy]
     p_mu = _by_flavour(SOFT_MUON_RATE, flav) * knob_per_jet(mismodeling, "soft_muon_rate", flav)
     p_e = _by_flavour(SOFT_ELECTRON_RATE, flav)
     u = rng.random(n)
     lepton = np.where(u < p_mu, 13, np.where(u < p_mu + p_e, 11, 0))
-    cascade = (flav == 5) & (rng.random(n) < CASCADE_FRACTION)
+    b_jets = heavy[is_b]
+    cascade = np.zeros(n, dtype=bool)
+    cascade[b_jets] = rng.random(len(b_jets)) < CASCADE_FRACTION
     # Direct b -> c l- and c -> s l+ give a lepton with the quark's sign times (-1 for b, +1 for c);
     # the cascade b -> c -> s l+ flips it. Light-jet leptons have random charges.
     sign_b = np.where(cascade, 1, -1)
     charge = np.where(flav == 5, sign_b * jets["quark_sign"], np.where(flav == 4, jets["quark_sign"], 0))
-    charge = np.where(charge == 0, random_sign(rng, n), charge)
-    fraction = np.where(flav > 0, z * rng.beta(2.2, 4.0, n), rng.beta(1.3, 6.0, n))
+    unsigned = np.flatnonzero(charge == 0)
+    charge[unsigned] = random_sign(rng, len(unsigned))
+    fraction = np.zeros(n)
+    fraction[heavy] = z[heavy] * rng.beta(2.2, 4.0, len(heavy))
+    light_lepton = np.flatnonzero((flav == 0) & (lepton > 0))
+    fraction[light_lepton] = rng.beta(1.3, 6.0, len(light_lepton))
     jets.update(z=z, decay_length=decay_length, hadron_mass=mass, lepton_flavour=lepton.astype(np.int32),
                 lepton_charge=charge.astype(np.int32), lepton_fraction=fraction, cascade=cascade)
 
@@ -113,15 +128,23 @@ def _charm_lifetimes(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def _place_leptons(rng: np.random.Generator, jets: Table) -> None:
-    """Lepton pt from its fraction of the raw jet pt and a direction close to the jet axis."""
-    n = len(jets["event"])
+    """Lepton pt from its fraction of the raw jet pt and a direction close to the jet axis.
+
+    Jets without a lepton keep the jet axis as ``lepton_eta``/``lepton_phi``; nothing reads them.
+    """
     pt = jets["lepton_fraction"] * jets["raw_pt"]
-    momentum = np.maximum(pt * np.cosh(jets["eta"]), 0.5)
-    spread = np.clip(np.where(jets["hadron_flavour"] == 5, 1.0, 0.6) / momentum, 0.005, 0.3)
+    with_lepton = np.flatnonzero(jets["lepton_flavour"] > 0)
+    m = len(with_lepton)
+    momentum = np.maximum(pt[with_lepton] * np.cosh(jets["eta"][with_lepton]), 0.5)
+    spread = np.clip(np.where(jets["hadron_flavour"][with_lepton] == 5, 1.0, 0.6) / momentum, 0.005, 0.3)
     d_r = np.minimum(rng.rayleigh(spread), 0.38)
-    psi = rng.uniform(-np.pi, np.pi, n)
-    jets.update(lepton_pt=pt, lepton_eta=jets["eta"] + d_r * np.cos(psi), lepton_phi=kin.wrap_phi(jets["phi"] + d_r * np.sin(psi)))
-    eta_ok = np.abs(jets["lepton_eta"])
+    psi = rng.uniform(-np.pi, np.pi, m)
+    lepton_eta = jets["eta"].copy()
+    lepton_phi = jets["phi"].copy()
+    lepton_eta[with_lepton] += d_r * np.cos(psi)
+    lepton_phi[with_lepton] = kin.wrap_phi(lepton_phi[with_lepton] + d_r * np.sin(psi))
+    jets.update(lepton_pt=pt, lepton_eta=lepton_eta, lepton_phi=lepton_phi)
+    eta_ok = np.abs(lepton_eta)
     muon = (jets["lepton_flavour"] == 13) & (pt > MUON_PT_MIN) & (eta_ok < MUON_ABSETA_MAX)
     electron = (jets["lepton_flavour"] == 11) & (pt > ELECTRON_PT_MIN) & (eta_ok < ELECTRON_ABSETA_MAX)
     jets["lepton_reconstructed"] = muon | electron

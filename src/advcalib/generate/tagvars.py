@@ -20,23 +20,28 @@ CHARM_MASS = 1.5
 PION_MASS = 0.13957
 
 
-def _p3(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    return np.stack([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)], axis=1)
-
-
 def add_candidate_btag(cands: Table, jets: Table) -> None:
-    """Add ``btagEtaRel``, ``btagPtRatio``, ``btagPParRatio``, ``ptrel`` to charged candidates (0 for neutrals)."""
-    jet = cands["jet"]
-    axis = _p3(jets["raw_pt"], jets["eta"], jets["phi"])[jet]
-    track = _p3(cands["pt"], cands["eta"], cands["phi"])
-    p = np.linalg.norm(track, axis=1)
-    cos_a = np.clip(np.sum(axis * track, axis=1) / (np.linalg.norm(axis, axis=1) * p), -1.0, 1.0)
+    """Add ``btagEtaRel``, ``btagPtRatio``, ``btagPParRatio`` and ``ptrel`` to charged candidates (0 for neutrals).
+
+    The angle ``alpha`` between track and jet axis follows from pt, eta, phi alone:
+    ``cos(alpha) = (cos(dphi) + sinh(eta_jet) sinh(eta)) / (cosh(eta_jet) cosh(eta))``.
+    """
+    n = len(cands["jet"])
+    charged = np.flatnonzero(cands["charged"])
+    jet = cands["jet"][charged]
+    eta = cands["eta"][charged]
+    jet_eta = jets["eta"][jet]
+    p = cands["pt"][charged] * np.cosh(eta)
+    cos_a = (np.cos(jets["phi"][jet] - cands["phi"][charged]) + np.sinh(jet_eta) * np.sinh(eta)) / (np.cosh(jet_eta) * np.cosh(eta))
+    cos_a = np.clip(cos_a, -1.0, 1.0)
     sin_a = np.sqrt(1.0 - cos_a**2)
     ppar = p * cos_a
     eta_rel = 0.5 * np.log(np.maximum(p + ppar, 1e-9) / np.maximum(p - ppar, 1e-9))
-    charged = cands["charged"]
-    cands.update(btagEtaRel=np.where(charged, eta_rel, 0.0), btagPtRatio=np.where(charged, sin_a, 0.0),
-                 btagPParRatio=np.where(charged, cos_a, 0.0), ptrel=p * sin_a, p=p)
+    columns = {"btagEtaRel": eta_rel, "btagPtRatio": sin_a, "btagPParRatio": cos_a, "ptrel": p * sin_a}
+    for name, values in columns.items():
+        full = np.zeros(n)
+        full[charged] = values
+        cands[name] = full
 
 
 def _slots(jet: np.ndarray, rank: np.ndarray, values: np.ndarray, n_jets: int, n_slots: int) -> np.ndarray:
@@ -48,12 +53,16 @@ def _slots(jet: np.ndarray, rank: np.ndarray, values: np.ndarray, n_jets: int, n
 
 def _running_sums(jet: np.ndarray, cands: Table, n_jets: int) -> np.ndarray:
     """Four-vector sum of the first k tracks of each jet (pion mass), for every k, ``[N, 4]``."""
-    p3 = _p3(cands["pt"], cands["eta"], cands["phi"])
-    p4 = np.concatenate([p3, np.sqrt(np.sum(p3**2, axis=1) + PION_MASS**2)[:, None]], axis=1)
-    total = np.cumsum(p4, axis=0)
+    pt, eta, phi = cands["pt"], cands["eta"], cands["phi"]
+    # Row 0 stays zero, so a jet's running sum is the cumulative sum minus the row before its first track.
+    total = np.zeros((len(jet) + 1, 4))
+    total[1:, 0] = pt * np.cos(phi)
+    total[1:, 1] = pt * np.sin(phi)
+    total[1:, 2] = pt * np.sinh(eta)
+    total[1:, 3] = np.sqrt((pt * np.cosh(eta)) ** 2 + PION_MASS**2)
+    np.cumsum(total, axis=0, out=total)
     start = offsets(np.bincount(jet, minlength=n_jets))[:-1]
-    before = np.vstack([np.zeros((1, 4)), total])[start[jet]]
-    return total - before
+    return total[1:] - total[start[jet]]
 
 
 def _mass(p4: np.ndarray) -> np.ndarray:

@@ -49,22 +49,31 @@ def _true_impact(rng: np.random.Generator, cands: Table, jets: Table) -> tuple[n
     """Lifetime-signed true 2D impact parameter and decay length of each candidate in cm."""
     jet, kind = cands["jet"], cands["kind"]
     n = len(jet)
-    flav = jets["hadron_flavour"][jet]
-    length = jets["decay_length"][jet]
+    decay = np.flatnonzero(kind == DECAY_KIND)
+    decay_jet = jet[decay]
+    decay_flavour = jets["hadron_flavour"][decay_jet]
+    length = jets["decay_length"][decay_jet]
     # Half of the b-decay tracks come from the charm daughter, which flies further.
-    tertiary = (flav == 5) & (rng.random(n) < 0.5)
-    charm_length = rng.exponential(0.0125 * np.maximum(jets["z"][jet] * jets["raw_pt"][jet], 1.0) / 1.87, n)
-    length = length + np.where(tertiary, charm_length, 0.0)
-    light_decay = (flav == 0) & (kind == DECAY_KIND)
-    impact = np.where(kind == DECAY_KIND, length * np.sin(cands["decay_angle"]), 0.0)
-    impact = np.where(light_decay, rng.exponential(0.004, n), impact)
+    b_decay = np.flatnonzero(decay_flavour == 5)
+    tertiary = b_decay[rng.random(len(b_decay)) < 0.5]
+    tertiary_jet = decay_jet[tertiary]
+    charm_mean = 0.0125 * np.maximum(jets["z"][tertiary_jet] * jets["raw_pt"][tertiary_jet], 1.0) / 1.87
+    length[tertiary] += rng.exponential(charm_mean)
+    impact = np.zeros(n)
+    impact[decay] = length * np.sin(cands["decay_angle"][decay])
+    light_decay = decay[decay_flavour == 0]
+    impact[light_decay] = rng.exponential(0.004, len(light_decay))
     # V0 decays (K0s, Lambda) give pairs of displaced tracks: the two leading fragmentation
     # tracks of a jet with a V0. Other secondaries (material, decays in flight) come singly.
     v0_pair = (kind == FRAGMENTATION_KIND) & (cands["rank"] < 2) & (rng.random(len(jets["event"])) < V0_PROBABILITY)[jet]
-    secondary = v0_pair | ((kind != DECAY_KIND) & (rng.random(n) < SECONDARY_PROBABILITY))
-    impact = np.where(secondary, rng.exponential(0.06, n) * np.where(rng.random(n) < 0.9, 1, -1), impact)
-    decay_length = np.where(kind == DECAY_KIND, length, np.abs(rng.normal(0, 0.04, n)))
-    decay_length = np.where(secondary, rng.exponential(1.0, n), decay_length)
+    secondary = np.flatnonzero(v0_pair | ((kind != DECAY_KIND) & (rng.random(n) < SECONDARY_PROBABILITY)))
+    n_secondary = len(secondary)
+    impact[secondary] = rng.exponential(0.06, n_secondary) * np.where(rng.random(n_secondary) < 0.9, 1, -1)
+    decay_length = np.empty(n)
+    decay_length[decay] = length
+    prompt = np.flatnonzero(kind != DECAY_KIND)
+    decay_length[prompt] = np.abs(rng.normal(0, 0.04, len(prompt)))
+    decay_length[secondary] = rng.exponential(1.0, n_secondary)
     return impact, decay_length
 
 
@@ -99,7 +108,9 @@ def add_track_parameters(rng: np.random.Generator, cands: Table, jets: Table, mi
     sip_3d = np.sign(ip_xy) * ip_3d
     pileup = tracks["kind"] == PILEUP_KIND
     geometric = np.where(np.sin(jets["phi"][tracks["jet"]] - tracks["phi"]) >= 0, 1.0, -1.0)
-    dz = random_sign(rng, n) * ip_z + np.where(pileup, rng.normal(0.0, 4.0, n), 0.0)
+    dz = random_sign(rng, n) * ip_z
+    pileup_index = np.flatnonzero(pileup)
+    dz[pileup_index] += rng.normal(0.0, 4.0, len(pileup_index))
     columns = {
         "sip2d": (ip_xy, 0.0), "sip2d_sig": (ip_xy / sigma_xy, 0.0), "sip3d": (sip_3d, 0.0),
         "sip3d_sig": (sip_3d / sigma_3d, 0.0), "d0": (geometric * ip_xy, NEUTRAL_DEFAULT),
@@ -109,16 +120,25 @@ def add_track_parameters(rng: np.random.Generator, cands: Table, jets: Table, mi
     columns.update(_quality(rng, n, decay_length, pileup, np.abs(ip_xy / sigma_xy) > 3, degraded))
     for name, (values, default) in columns.items():
         cands[name] = _scatter(n_all, index, values, default)
-    puppi = rng.beta(6.0, 1.0, n_all)
-    puppi[index] = np.where(pileup, rng.uniform(0.0, 0.08, n), 1.0)
+    # Neutral PUPPI weights follow Beta(6, 1), drawn by inversion as u ** (1/6).
+    puppi = np.ones(n_all)
+    neutral = np.flatnonzero(~cands["charged"])
+    puppi[neutral] = rng.random(len(neutral)) ** (1.0 / 6.0)
+    puppi[index[pileup_index]] = rng.uniform(0.0, 0.08, len(pileup_index))
     cands.update(puppiWeight=puppi, puppiWeightNoLep=puppi, vtxChi2=_scatter(n_all, index, np.zeros(n), -1.0))
 
 
 def _quality(rng: np.random.Generator, n: int, decay_length: np.ndarray, pileup: np.ndarray, displaced: np.ndarray,
              degraded: np.ndarray) -> dict:
     """Hit pattern, vertex association, quality flags and chi2 of ``n`` tracks, with their neutral defaults."""
-    lost = np.where(decay_length > 4.0, rng.integers(1, 3, n), degraded.astype(np.int32))
-    assoc = np.where(pileup, rng.integers(0, 2, n), np.where(displaced, rng.integers(4, 7, n), 7))
+    lost = degraded.astype(np.int32)
+    far = np.flatnonzero(decay_length > 4.0)
+    lost[far] = rng.integers(1, 3, len(far))
+    assoc = np.full(n, 7, dtype=np.int32)
+    off_vertex = np.flatnonzero(displaced & ~pileup)
+    assoc[off_vertex] = rng.integers(4, 7, len(off_vertex))
+    pileup_index = np.flatnonzero(pileup)
+    assoc[pileup_index] = rng.integers(0, 2, len(pileup_index))
     quality = np.where(rng.random(n) < 0.92, 5, 1)
     chi2 = rng.gamma(2.0, 0.45, n) * np.where(rng.random(n) < TAIL_PROBABILITY, 4.0, 1.0)
     return {"lostInnerHits": (lost.astype(np.int32), -1), "pvAssocQuality": (assoc.astype(np.int32), 0),

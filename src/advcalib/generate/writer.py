@@ -66,22 +66,31 @@ def chunk_arrays(chunk: Chunk, *, event_ids: dict[str, np.ndarray]) -> dict[str,
 
 
 class TreeWriter:
-    """Append chunks to one TTree of a new ROOT file; the tree is created at the first chunk."""
+    """Append chunks to one TTree of a new ROOT file; the tree is created at the first chunk.
 
-    def __init__(self, path: Path, tree: str = "Events") -> None:
+    ``basket_capacity`` is the number of ``write`` calls the tree metadata has room for;
+    beyond it uproot rewrites the metadata, which costs time quadratic in the number of
+    branches (about 0.2 s for the 310 PFNano branches) but stays correct.
+    """
+
+    def __init__(self, path: Path, tree: str = "Events", *, basket_capacity: int = 10) -> None:
         self.path = Path(path)
         self.tree_name = tree
+        self.basket_capacity = basket_capacity
         self._file = uproot.recreate(self.path, compression=uproot.LZ4(1))
         self._tree = None
         self.entries = 0
+        self.baskets = 0
 
     def write(self, arrays: dict[str, object]) -> None:
         """Append one chunk (mapping of branch or collection name to array)."""
         if self._tree is None:
             types = {k: (v.type.content if isinstance(v, ak.Array) else v.dtype) for k, v in arrays.items()}
-            self._tree = self._file.mktree(self.tree_name, types, counter_name=lambda name: f"n{name}")
+            self._tree = self._file.mktree(self.tree_name, types, counter_name=lambda name: f"n{name}",
+                                           initial_basket_capacity=max(self.basket_capacity, 2))
         self._tree.extend(arrays)
         self.entries += len(next(iter(arrays.values())))
+        self.baskets += 1
 
     def close(self) -> None:
         """Close the file. Callers write at least one chunk, because the tree is created by the first."""

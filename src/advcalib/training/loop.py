@@ -181,8 +181,8 @@ def fit(
     validation loss is also written to ``out_dir/best.pt``. The history goes to
     ``out_dir/robustness_per_epoch.csv`` and ``.png``.
 
-    ``resume`` is an ``epoch_NNN.pt`` of an earlier run with the same settings; training
-    continues at epoch NNN+1 and the feature scales stored in it are used.
+    ``resume`` is an ``epoch_NNN.pt`` of an earlier run with the same settings. Training
+    continues at epoch NNN+1 with the feature scales stored in that checkpoint.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     optimizer, scheduler = make_optimizer(model, config)
