@@ -17,7 +17,7 @@ from advcalib.generate.constituents import build_constituents
 from advcalib.generate.jets import reco_jets, soft_muon_filter
 from advcalib.generate.leptons import MUON_MASS, ELECTRON_MASS, build_leptons, jet_lepton_indices
 from advcalib.generate.mismodeling import Mismodeling
-from advcalib.generate.processes import HardEvents, sample_process
+from advcalib.generate.processes import W_PRODUCTION, HardEvents, Leptons, Partons, decay_w, sample_process
 from advcalib.generate.table import Table, local_index
 from advcalib.generate.tagger import deepjet_probabilities, stored_discriminators
 from advcalib.generate.tagvars import add_candidate_btag, deepcsv_variables
@@ -36,7 +36,7 @@ class Chunk:
 
 
 def merge_chunks(chunks: list[Chunk]) -> Chunk:
-    """One chunk with the events of ``chunks`` in order; each branch is concatenated once.
+    """Merge ``chunks`` into one chunk with their events in order, concatenating each branch once.
 
     Local indices (``Jet_muonIdx1``, ``JetPFCands_pFCandsIdx``...) count inside an event, so
     they stay valid. Every chunk must carry the same branches, as chunks of one dataset do.
@@ -54,16 +54,36 @@ def merge_chunks(chunks: list[Chunk]) -> Chunk:
     return merged
 
 
+def _take_events(rows: Leptons | Partons, keep: np.ndarray, new_index: np.ndarray) -> Leptons | Partons:
+    """Select the rows of a :class:`Leptons` or :class:`Partons` in the events where ``keep`` and renumber the events."""
+    selected = keep[rows.event]
+    taken = type(rows)(*(getattr(rows, f)[selected] for f in rows.__dataclass_fields__))
+    taken.event = new_index[taken.event]
+    return taken
+
+
 def _restrict(hard: HardEvents, keep: np.ndarray) -> tuple[HardEvents, np.ndarray]:
     """Events of ``hard`` where ``keep``; returns the old-to-new event index map too."""
     new_index = np.cumsum(keep) - 1
-    lep_sel = keep[hard.leptons.event]
-    par_sel = keep[hard.partons.event]
-    leptons = type(hard.leptons)(*(getattr(hard.leptons, f)[lep_sel] for f in hard.leptons.__dataclass_fields__))
-    partons = type(hard.partons)(*(getattr(hard.partons, f)[par_sel] for f in hard.partons.__dataclass_fields__))
-    leptons.event = new_index[leptons.event]
-    partons.event = new_index[partons.event]
+    leptons, partons = _take_events(hard.leptons, keep, new_index), _take_events(hard.partons, keep, new_index)
     return HardEvents(int(keep.sum()), leptons, partons, hard.met_x[keep], hard.met_y[keep]), new_index
+
+
+def _restrict_jets(jets: Table, keep: np.ndarray, new_index: np.ndarray) -> Table:
+    jets = jets.take(keep[jets["event"]])
+    jets["event"] = new_index[jets["event"]]
+    return jets
+
+
+def _filtered_w_events(rng: np.random.Generator, process: str, n: int, mismodeling: Mismodeling | None) -> tuple[HardEvents, Table]:
+    """Generate W events with a soft muon in a jet, decaying the W only in the events that pass."""
+    partons, charge = W_PRODUCTION[process](rng, n)
+    jets = reco_jets(rng, partons, mismodeling)
+    keep = soft_muon_filter(jets, n)
+    new_index = np.cumsum(keep) - 1
+    partons = _take_events(partons, keep, new_index)
+    hard = decay_w(rng, int(keep.sum()), partons, charge[keep])
+    return hard, _restrict_jets(jets, keep, new_index)
 
 
 def simulate_chunk(rng: np.random.Generator, *, process: str, n: int, mismodeling: Mismodeling | None,
@@ -72,14 +92,18 @@ def simulate_chunk(rng: np.random.Generator, *, process: str, n: int, mismodelin
 
     ``mismodeling`` is applied when given (pseudo-data). With ``soft_muon`` only events
     with a reconstructed muon inside a jet are kept; ``Chunk.n_generated`` still counts all.
+    The filter runs right after the jet kinematics, before any jet contents are built, and
+    for W processes before the W decay.
     """
-    hard = sample_process(process, rng, n)
-    jets = reco_jets(rng, hard.partons, mismodeling)
-    if soft_muon:
-        keep = soft_muon_filter(jets, hard.n)
-        hard, new_index = _restrict(hard, keep)
-        jets = jets.take(keep[jets["event"]])
-        jets["event"] = new_index[jets["event"]]
+    if soft_muon and process in W_PRODUCTION:
+        hard, jets = _filtered_w_events(rng, process, n, mismodeling)
+    else:
+        hard = sample_process(process, rng, n)
+        jets = reco_jets(rng, hard.partons, mismodeling)
+        if soft_muon:
+            keep = soft_muon_filter(jets, hard.n)
+            hard, new_index = _restrict(hard, keep)
+            jets = _restrict_jets(jets, keep, new_index)
     n_events = hard.n
     pv = ev.primary_vertices(rng, n_events)
     cands = build_constituents(rng, jets, pv["PV_npvs"], mismodeling)

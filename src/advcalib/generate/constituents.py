@@ -13,7 +13,7 @@ import numpy as np
 from advcalib.generate import kinematics as kin
 from advcalib.generate.jets import knob_per_jet
 from advcalib.generate.mismodeling import Mismodeling
-from advcalib.generate.table import Table, random_sign, segment_rank
+from advcalib.generate.table import Table, gamma2, random_sign, segment_rank
 from advcalib.generate.tracks import add_track_parameters
 
 FRAGMENTATION, DECAY, PHOTON, NEUTRAL_HADRON, PILEUP = 0, 1, 2, 3, 4
@@ -57,19 +57,21 @@ def _pt_shares(rng: np.random.Generator, cands: Table, jets: Table) -> np.ndarra
     decay_total = np.where(has_decay, np.maximum(CHARGED_DECAY_SHARE * jets["z"], lepton_share + 0.1 * jets["z"]), 0.0)
     decay_total = np.where((jets["hadron_flavour"] == 0) & has_decay, lepton_share, decay_total)
     other_decay = np.maximum(decay_total - np.where(jets["lepton_flavour"] > 0, lepton_share, 0.0), 0.0)
-    in_frag = (kind != DECAY) & (kind != PILEUP)
     # Gamma weights: shape 2 for decay products, 0.7 for fragmentation; leptons and pileup get 0.
-    weight = np.zeros(len(kind))
     decay_products = np.flatnonzero((kind == DECAY) & ~is_lepton)
-    fragments = np.flatnonzero(in_frag)
-    weight[decay_products] = rng.gamma(2.0, 1.0, len(decay_products))
-    weight[fragments] = rng.gamma(0.7, 1.0, len(fragments))
-    frag_sum = np.bincount(jet, np.where(in_frag, weight, 0.0), minlength=n_jets)
-    decay_sum = np.bincount(jet, np.where(kind == DECAY, weight, 0.0), minlength=n_jets)
-    share = np.where(in_frag, weight * (1.0 - decay_total)[jet] / np.maximum(frag_sum[jet], 1e-12),
-                     weight * other_decay[jet] / np.maximum(decay_sum[jet], 1e-12))
+    fragments = np.flatnonzero((kind != DECAY) & (kind != PILEUP))
+    decay_weight = gamma2(rng, len(decay_products))
+    fragment_weight = rng.gamma(0.7, 1.0, len(fragments))
+    decay_jet, fragment_jet = jet[decay_products], jet[fragments]
+    frag_sum = np.bincount(fragment_jet, fragment_weight, minlength=n_jets)
+    decay_sum = np.bincount(decay_jet, decay_weight, minlength=n_jets)
+    share = np.zeros(len(kind))
+    share[fragments] = fragment_weight * ((1.0 - decay_total) / np.maximum(frag_sum, 1e-12))[fragment_jet]
+    share[decay_products] = decay_weight * (other_decay / np.maximum(decay_sum, 1e-12))[decay_jet]
+    leptons = np.flatnonzero(is_lepton)
+    share[leptons] = lepton_share[jet[leptons]]
     cands["is_lepton"] = is_lepton
-    return np.where(is_lepton, lepton_share[jet], share)
+    return share
 
 
 def _directions(rng: np.random.Generator, cands: Table, jets: Table) -> None:
@@ -79,6 +81,7 @@ def _directions(rng: np.random.Generator, cands: Table, jets: Table) -> None:
     jet_eta, jet_phi = jets["eta"][jet], jets["phi"][jet]
     decay = np.flatnonzero(kind == DECAY)
     other = np.flatnonzero(kind != DECAY)
+
     # Mean transverse momentum of the decay products in the hadron frame, in GeV.
     decay_jet = jet[decay]
     decay_flavour = jets["hadron_flavour"][decay_jet]
@@ -88,19 +91,26 @@ def _directions(rng: np.random.Generator, cands: Table, jets: Table) -> None:
     cands["decay_angle"] = np.zeros(n)
     cands["decay_angle"][decay] = decay_angle
     hadron_offset = rng.rayleigh(0.012, len(jets))[decay_jet]
+
     other_pt = cands["pt"][other]
     gluon = np.abs(jets["parton_flavour"][jet[other]]) == 21
-    spread = (0.025 + 0.11 / np.sqrt(np.maximum(other_pt, 0.3))) * np.where(gluon, 1.25, 1.0)
-    spread = np.where(kind[other] == PILEUP, 0.2, spread)
+    spread = (0.025 + 0.11 / np.sqrt(np.maximum(other_pt, 0.3))) * (1.0 + 0.25 * gluon)
+    spread[kind[other] == PILEUP] = 0.2
+
     d_r = np.empty(n)
-    d_r[decay] = np.hypot(decay_angle, hadron_offset)
+    d_r[decay] = np.sqrt(decay_angle**2 + hadron_offset**2)
     d_r[other] = rng.rayleigh(spread)
     wide = np.flatnonzero(d_r > 0.4)
     d_r[wide] = rng.uniform(0.0, 0.4, len(wide))
+
+    # Direction psi uniform in [-pi, pi): sin(psi) has the sign of psi, so one cosine gives both.
     psi = rng.uniform(-np.pi, np.pi, n)
+    cos_psi = np.cos(psi)
+    sin_psi = np.copysign(np.sqrt(1.0 - cos_psi**2), psi)
     cands["delta_r"] = d_r
-    cands["eta"] = jet_eta + d_r * np.cos(psi)
-    cands["phi"] = kin.wrap_phi(jet_phi + d_r * np.sin(psi))
+    cands["eta"] = jet_eta + d_r * cos_psi
+    cands["phi"] = kin.wrap_phi(jet_phi + d_r * sin_psi)
+
     lepton = np.flatnonzero(cands["is_lepton"])
     lepton_jet = jet[lepton]
     cands["eta"][lepton] = jets["lepton_eta"][lepton_jet]
@@ -130,8 +140,9 @@ def build_constituents(rng: np.random.Generator, jets: Table, npv: np.ndarray, m
     """Candidates of every jet, sorted by jet and by descending pt inside a jet."""
     cands = _layout(_multiplicities(rng, jets, npv, mismodeling))
     share = _pt_shares(rng, cands, jets)
-    pileup_pt = 0.5 + rng.exponential(0.8, len(share))
-    cands["pt"] = np.where(cands["kind"] == PILEUP, pileup_pt, share * jets["raw_pt"][cands["jet"]])
+    cands["pt"] = share * jets["raw_pt"][cands["jet"]]
+    pileup = np.flatnonzero(cands["kind"] == PILEUP)
+    cands["pt"][pileup] = 0.5 + rng.exponential(0.8, len(pileup))
     keep = np.flatnonzero(cands["pt"] > 0.05)
     cands = cands.take(keep[segment_rank(cands["jet"][keep], cands["pt"][keep])])
     _directions(rng, cands, jets)

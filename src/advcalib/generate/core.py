@@ -62,8 +62,8 @@ def _write_dataset(name: str, spec: DatasetSpec, *, n_total: int, out_dir: Path,
     """Simulate and write one dataset; returns its file entry, truth entry and event counts.
 
     Chunks that a generator filter thinned out are collected until they hold ``chunk_size``
-    events and written together: every ``extend`` costs a fixed amount per branch, and
-    fewer, larger baskets also compress better. Chunk boundaries do not change any value.
+    events and written together, because every ``extend`` costs a fixed amount per branch.
+    Collecting them changes no value in the file, only the basket boundaries.
     """
     is_data = mismodeling is not None
     run = DATA_RUN if is_data else MC_RUN

@@ -12,6 +12,7 @@ Z_MASS, Z_WIDTH = 91.1876, 2.4952
 W_MASS, W_WIDTH = 80.379, 2.085
 TOP_MASS, TOP_WIDTH = 172.5, 1.42
 B_QUARK_MASS = 4.8
+TWO_PI = 2.0 * np.pi
 
 
 def power_law(rng: np.random.Generator, n: int, *, low: float, index: float, high: float = 3000.0) -> np.ndarray:
@@ -88,9 +89,12 @@ def resonance(rng: np.random.Generator, n: int, *, mass: np.ndarray, pt_mean: fl
 
 def delta_phi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Signed azimuthal difference ``a - b`` wrapped into ``[-pi, pi)``."""
-    return (a - b + np.pi) % (2 * np.pi) - np.pi
+    return wrap_phi(a - b)
 
 
 def wrap_phi(phi: np.ndarray) -> np.ndarray:
-    """Azimuth wrapped into ``[-pi, pi)``."""
-    return (phi + np.pi) % (2 * np.pi) - np.pi
+    """Azimuth wrapped into ``[-pi, pi)``; rounding may map a value just below pi to about -pi.
+
+    Uses ``floor`` instead of the float ``%``, which is several times slower in numpy.
+    """
+    return phi - TWO_PI * np.floor((phi + np.pi) / TWO_PI)

@@ -148,21 +148,42 @@ def _w_charges(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.where(rng.random(n) < 0.58, 1, -1)
 
 
+def w_jets_production(rng: np.random.Generator, n: int) -> tuple[Partons, np.ndarray]:
+    """Sample the partons and W charges of :func:`w_jets`, before the W decay."""
+    partons = extra_jets(rng, n, mean=0.5, at_least=1, index=3.6)
+    return partons, _w_charges(rng, n)
+
+
 def w_jets(rng: np.random.Generator, n: int) -> HardEvents:
     """W -> e nu / mu nu with at least one jet, W+c production excluded (see :func:`w_charm`)."""
-    partons = extra_jets(rng, n, mean=0.5, at_least=1, index=3.6)
-    return _w_events(rng, n, partons, _w_charges(rng, n))
+    partons, charge = w_jets_production(rng, n)
+    return _w_events(rng, n, partons, charge)
 
 
-def w_charm(rng: np.random.Generator, n: int) -> HardEvents:
-    """W+c: one charm jet whose quark sign is opposite to the W charge, plus radiation."""
+def w_charm_production(rng: np.random.Generator, n: int) -> tuple[Partons, np.ndarray]:
+    """Sample the partons and W charges of :func:`w_charm`, before the W decay."""
     charge = _w_charges(rng, n)
     event = np.arange(n)
     pt = kin.power_law(rng, n, low=20.0, index=3.4)
     charm = _partons(event, pt, rng.normal(0, 1.4, n), rng.uniform(-np.pi, np.pi, n),
                      np.full(n, 4), np.full(n, 4), -charge)
-    partons = _concat([charm, extra_jets(rng, n, mean=0.4, index=3.6)])
+    return _concat([charm, extra_jets(rng, n, mean=0.4, index=3.6)]), charge
+
+
+def w_charm(rng: np.random.Generator, n: int) -> HardEvents:
+    """W+c: one charm jet whose quark sign is opposite to the W charge, plus radiation."""
+    partons, charge = w_charm_production(rng, n)
     return _w_events(rng, n, partons, charge)
+
+
+def decay_w(rng: np.random.Generator, n: int, partons: Partons, charge: np.ndarray) -> HardEvents:
+    """Decay the W bosons of ``n`` events (charges ``charge``) to e nu / mu nu, recoiling against ``partons``."""
+    return _w_events(rng, n, partons, charge)
+
+
+#: W processes split into production (partons, W charge) and decay. The decay does not
+#: change the jets, so a generator filter on jets can run before it.
+W_PRODUCTION = {"wjets": w_jets_production, "wcharm": w_charm_production}
 
 
 def _top_pair(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from advcalib.generate.kinematics import wrap_phi
 from advcalib.generate.table import Table, local_index, offsets, segment_rank
 
 MISSING = -999.0
@@ -44,11 +45,18 @@ def add_candidate_btag(cands: Table, jets: Table) -> None:
         cands[name] = full
 
 
-def _slots(jet: np.ndarray, rank: np.ndarray, values: np.ndarray, n_jets: int, n_slots: int) -> np.ndarray:
-    out = np.full((n_jets, n_slots), MISSING)
-    ok = rank < n_slots
-    out[jet[ok], rank[ok]] = values[ok]
-    return out
+def _slot_positions(jet: np.ndarray, rank: np.ndarray, n_jets: int, n_slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """Entries that fit into ``n_slots`` slots per jet, and their flat positions in a ``[n_slots, n_jets]`` array."""
+    fits = np.flatnonzero(rank < n_slots)
+    return fits, rank[fits] * n_jets + jet[fits]
+
+
+def _slots(positions: tuple[np.ndarray, np.ndarray], values: np.ndarray, n_jets: int, n_slots: int) -> np.ndarray:
+    """Values per slot, ``[n_slots, n_jets]`` (one contiguous row per slot), MISSING where a jet has fewer entries."""
+    fits, flat = positions
+    out = np.full(n_slots * n_jets, MISSING)
+    out[flat] = values[fits]
+    return out.reshape(n_slots, n_jets)
 
 
 def _running_sums(jet: np.ndarray, cands: Table, n_jets: int) -> np.ndarray:
@@ -73,7 +81,7 @@ def _delta_r_to_jet(p4: np.ndarray, jets: Table, jet: np.ndarray) -> np.ndarray:
     pt = np.hypot(p4[:, 0], p4[:, 1])
     eta = np.arcsinh(p4[:, 2] / np.maximum(pt, 1e-9))
     phi = np.arctan2(p4[:, 1], p4[:, 0])
-    dphi = (phi - jets["phi"][jet] + np.pi) % (2 * np.pi) - np.pi
+    dphi = wrap_phi(phi - jets["phi"][jet])
     return np.hypot(eta - jets["eta"][jet], dphi)
 
 
@@ -93,9 +101,10 @@ def deepcsv_variables(cands: Table, svs: Table, jets: Table) -> dict[str, np.nda
     columns = {"trackSip2dSig": "sip2d_sig", "trackSip3dSig": "sip3d_sig", "trackPtRel": "ptrel",
                "trackPtRatio": "btagPtRatio", "trackDeltaR": "delta_r", "trackJetDistVal": "jet_distance",
                "trackDecayLenVal": "decay_length"}
+    positions = _slot_positions(jet, rank, n_jets, N_TRACKS)
     for name, column in columns.items():
-        slots = _slots(jet, rank, tracks[column], n_jets, N_TRACKS)
-        out.update({f"{name}_{i}": slots[:, i] for i in range(N_TRACKS)})
+        slots = _slots(positions, tracks[column], n_jets, N_TRACKS)
+        out.update({f"{name}_{i}": slots[i] for i in range(N_TRACKS)})
     running = _running_sums(jet, tracks, n_jets)
     out.update(_above_charm(jet, rank, tracks, running, n_sel, n_jets))
     out.update(_track_sums(jet, tracks, running, n_sel, jets))
@@ -165,7 +174,7 @@ def _eta_rel(jet, rank, tracks, n_vertex_tracks, n_jets) -> dict[str, np.ndarray
     order = np.lexsort((sub["btagEtaRel"], sub["jet"]))
     sub = sub.take(order)
     sub_rank = local_index(sub["jet"], n_jets)
-    slots = _slots(sub["jet"], sub_rank, sub["btagEtaRel"], n_jets, N_ETA_REL)
-    out = {f"trackEtaRel_{i}": slots[:, i] for i in range(N_ETA_REL)}
+    slots = _slots(_slot_positions(sub["jet"], sub_rank, n_jets, N_ETA_REL), sub["btagEtaRel"], n_jets, N_ETA_REL)
+    out = {f"trackEtaRel_{i}": slots[i] for i in range(N_ETA_REL)}
     out["jetNTracksEtaRel"] = np.bincount(sub["jet"], minlength=n_jets)
     return out

@@ -68,9 +68,9 @@ def chunk_arrays(chunk: Chunk, *, event_ids: dict[str, np.ndarray]) -> dict[str,
 class TreeWriter:
     """Append chunks to one TTree of a new ROOT file; the tree is created at the first chunk.
 
-    ``basket_capacity`` is the number of ``write`` calls the tree metadata has room for;
-    beyond it uproot rewrites the metadata, which costs time quadratic in the number of
-    branches (about 0.2 s for the 310 PFNano branches) but stays correct.
+    ``basket_capacity`` is the number of ``write`` calls the tree metadata has room for.
+    Beyond it uproot moves and rewrites the metadata, which stays correct but takes time
+    quadratic in the number of branches (about 0.2 s for the 310 PFNano branches).
     """
 
     def __init__(self, path: Path, tree: str = "Events", *, basket_capacity: int = 10) -> None:
