@@ -29,6 +29,7 @@ class BenchConfig(BaseModel):
     input_events: int = Field(3000, ge=50, description="generated ttbar events of the input-building sample")
     chunksize: int = Field(100_000, ge=1, description="events per chunk of the processor benchmark")
     scaling_chunksize: int = Field(10_000, ge=1, description="events per chunk of the Dask runs (several chunks per file)")
+    scaling_tree_reduction: int = Field(20, ge=2, description="chunk outputs added per reduction task in the Dask runs")
     train_jets: int = Field(8192, ge=16, description="jets in the training sample of one epoch")
     train_batch_size: int = Field(1024, ge=2, description="jets per optimiser step in the training benchmark")
     scaling_files: tuple[int, ...] = Field((1, 2, 4), min_length=1, description="file counts of the memory scan")

@@ -1,5 +1,8 @@
 """End-to-end rate of the calibration processor with no, one and two DeepJet models.
 
+A fourth configuration runs the two models through ``advcalib.bench.fast.FastDeepJet``
+to measure what that inference path would give inside the processor.
+
 Each configuration runs coffea's Runner with the iterative executor over the calibration
 datasets of a generated fileset, in this process with one torch thread, so the rate is
 per core. Models are loaded before the clock starts, as ``advcalib run`` does.
@@ -7,8 +10,10 @@ per core. Models are loaded before the clock starts, as ``advcalib run`` does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,16 +74,48 @@ def run_once(
     return seconds, n_events, {stage: clock.seconds.get(stage, 0.0) for stage in STAGES}
 
 
+@contextlib.contextmanager
+def fast_taggers(models: dict[str, str], device: str | None) -> Iterator[None]:
+    """Run the cached DeepJet taggers through ``FastDeepJet`` inside the block.
+
+    This previews what a fast path inside ``Tagger.predict`` would give: it swaps the
+    module of each cached torch tagger (a private attribute) and restores it afterwards.
+    """
+    from advcalib.bench.fast import FastDeepJet
+    from advcalib.models import DeepJet
+    from advcalib.processor import cached_tagger
+
+    swapped = []
+    for source in models.values():
+        tagger = cached_tagger(source, device)
+        module = getattr(tagger, "_module", None)
+        if isinstance(module, DeepJet):
+            tagger._module = FastDeepJet(module).eval()
+            swapped.append((tagger, module))
+    try:
+        yield
+    finally:
+        for tagger, module in swapped:
+            tagger._module = module
+
+
 def measure_processor(fileset_path: Path, *, models: dict[str, str], chunksize: int, device: str | None) -> dict[str, Any]:
-    """Measure events/s per core without models, with the first model and with both."""
+    """Measure events/s per core without models, with the first model, with both, and with both through FastDeepJet."""
     fileset = load_calibration_fileset(fileset_path)
     names = list(models)
-    configurations = {"no model": {}, "one model": {names[0]: models[names[0]]}, "two models": dict(models)}
+    configurations = {
+        "no model": {},
+        "one model": {names[0]: models[names[0]]},
+        "two models": dict(models),
+        "two models, FastDeepJet": dict(models),
+    }
     rows = []
     with torch_threads(1):
         run_once(fileset, {}, chunksize=500, device=device, maxchunks=1)  # warm-up: imports, page cache
         for label, chosen in configurations.items():
-            seconds, n_events, stages = run_once(fileset, chosen, chunksize=chunksize, device=device)
+            fast = fast_taggers(chosen, device) if label.endswith("FastDeepJet") else contextlib.nullcontext()
+            with fast:
+                seconds, n_events, stages = run_once(fileset, chosen, chunksize=chunksize, device=device)
             inside = sum(stages.values())
             rows.append({
                 "configuration": label,

@@ -97,7 +97,12 @@ def _processor_target(section: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     ratio = rates["two models"] / rates["no model"]
     detail = f"{rates['two models']:.0f} vs {rates['no model']:.0f} events/s per core"
-    return [_target("processor two models / no model", ratio, ">= 0.30", ratio >= 0.30, detail)]
+    targets = [_target("processor two models / no model", ratio, ">= 0.30", ratio >= 0.30, detail)]
+    fast = rates.get("two models, FastDeepJet")
+    if fast:
+        detail = f"{fast:.0f} vs {rates['no model']:.0f} events/s per core; taggers run through FastDeepJet (not the product path)"
+        targets.append(_target("processor two models, FastDeepJet / no model", fast / rates["no model"], "-", None, detail))
+    return targets
 
 
 def _input_target(inputs: dict[str, Any], inference: dict[str, Any]) -> list[dict[str, Any]]:

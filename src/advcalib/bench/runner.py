@@ -77,7 +77,7 @@ def section_inference(state: BenchState) -> dict[str, Any]:
         "networks": {label: path.name for label, path in networks.items()},
         "mean_filled_slots": {name: float(np.mean(values)) for name, values in lengths.items()},
         "dense_lstm_flops_per_jet": roofline.deepjet_flops(model)["lstm"],
-        "bucketed_lstm_flops_per_jet": roofline.packed_lstm_flops(model, lengths),
+        "bucketed_lstm_flops_per_jet": roofline.bucketed_lstm_flops(model, lengths),
     }
     return result
 
@@ -120,7 +120,8 @@ def section_scaling(state: BenchState) -> dict[str, Any]:
     models, description = samples.model_sources(config.out, seed=config.seed)
     fileset = processor.load_calibration_fileset(fileset_path)
     result = scaling.measure_scaling(
-        fileset, models, file_counts=config.scaling_files, chunksize=config.scaling_chunksize, folder=config.out / "scaling"
+        fileset, models, file_counts=config.scaling_files, chunksize=config.scaling_chunksize,
+        tree_reduction=config.scaling_tree_reduction, folder=config.out / "scaling",
     )
     return result | {"models_used": description}
 

@@ -90,12 +90,17 @@ def replicate_files(fileset: dict[str, Any], n_files: int, folder: Path) -> dict
     return {name: {"files": files, "metadata": dataset["metadata"]}}
 
 
-def run_cluster(fileset: dict[str, Any], models: dict[str, str], *, workers: int, chunksize: int) -> dict[str, Any]:
+def run_cluster(
+    fileset: dict[str, Any], models: dict[str, str], *, workers: int, chunksize: int, tree_reduction: int
+) -> dict[str, Any]:
     """Process ``fileset`` on a fresh LocalCluster of ``workers`` workers; return rate and peak RSS."""
     from advcalib.processor import CalibrationProcessor
     from advcalib.scaleout import ExecutorOptions, open_executor, run_processor
 
-    options = ExecutorOptions(executor="dask", chunksize=chunksize, retries=0, dask={"workers": workers, "memory_limit": "4GB"})
+    options = ExecutorOptions(
+        executor="dask", chunksize=chunksize, retries=0, tree_reduction=tree_reduction,
+        dask={"workers": workers, "memory_limit": "4GB"},
+    )
     with open_executor(options, models=list(models.values())) as (executor, client):
         client.wait_for_workers(workers)
         client.run(_set_torch_threads)
@@ -115,14 +120,17 @@ def run_cluster(fileset: dict[str, Any], models: dict[str, str], *, workers: int
     }
 
 
-def measure_scaling(fileset: dict[str, Any], models: dict[str, str], *, file_counts: tuple[int, ...], chunksize: int, folder: Path) -> dict[str, Any]:
+def measure_scaling(
+    fileset: dict[str, Any], models: dict[str, str], *, file_counts: tuple[int, ...], chunksize: int, tree_reduction: int, folder: Path
+) -> dict[str, Any]:
     """Rate with one and two workers on the largest file count; peak memory of one worker per file count."""
     largest = replicate_files(fileset, max(file_counts), folder / f"files_{max(file_counts)}")
-    speed = [run_cluster(largest, models, workers=n, chunksize=chunksize) for n in (1, 2)]
+    speed = [run_cluster(largest, models, workers=n, chunksize=chunksize, tree_reduction=tree_reduction) for n in (1, 2)]
     memory = []
     for n_files in file_counts:
         run = speed[0] if n_files == max(file_counts) else run_cluster(
-            replicate_files(fileset, n_files, folder / f"files_{n_files}"), models, workers=1, chunksize=chunksize
+            replicate_files(fileset, n_files, folder / f"files_{n_files}"), models, workers=1, chunksize=chunksize,
+            tree_reduction=tree_reduction,
         )
         memory.append({"files": n_files, "peak_rss_mb": max(run["peak_rss_mb"].values(), default=None)})
         logger.info("scaling: %d files, peak worker RSS %s MB", n_files, memory[-1]["peak_rss_mb"])
@@ -130,4 +138,5 @@ def measure_scaling(fileset: dict[str, Any], models: dict[str, str], *, file_cou
         "speed": speed,
         "speedup_2_workers": speed[1]["events_per_s"] / speed[0]["events_per_s"],
         "memory": memory,
+        "tree_reduction": tree_reduction,
     }
