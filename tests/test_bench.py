@@ -1,4 +1,4 @@
-"""Benchmark code: FLOP counts, the padding-skipping DeepJet, stage timing, targets, bench.json."""
+"""Benchmark code: FLOP counts, stage timing, targets, bench.json."""
 
 from __future__ import annotations
 
@@ -9,12 +9,10 @@ import pytest
 import torch
 
 from advcalib.bench import BenchConfig, run_benchmarks
-from advcalib.bench.fast import FastDeepJet, sequence_lengths
 from advcalib.bench.report import evaluate_targets
 from advcalib.bench.roofline import deepjet_flops
 from advcalib.bench.stages import StageClock
 from advcalib.models import DeepJet
-from advcalib.models.synthetic import random_deepjet_inputs
 
 from conftest import CMS_MODELS
 
@@ -36,40 +34,6 @@ def test_deepjet_flops_by_hand():
     assert flops["lstm"] == 8 * (150 * (8 + 150) * 25 + 50 * (4 + 50) * 25 + 50 * (8 + 50) * 4)
     assert flops["dense"] == 2 * (265 * 200 + 200 * 100 + 6 * 100 * 100 + 100 * 6)
     assert flops["total"] == 5_928_768
-
-
-def test_sequence_lengths_hand_built():
-    x = torch.zeros(3, 5, 2)
-    x[0, 0, 0] = 1.0
-    x[1, 3, 1] = -2.0  # filled slot after an empty one counts up to it
-    assert sequence_lengths(x).tolist() == [1, 4, 0]
-    assert sequence_lengths(torch.zeros(0, 5, 2)).tolist() == []
-
-
-@pytest.mark.parametrize("fold", [False, True], ids=["unfolded", "folded"])
-@pytest.mark.parametrize("bucket", [False, True], ids=["dense-lstm", "bucketed-lstm"])
-@pytest.mark.parametrize("n_jets", [1, 7, 300], ids=["one-jet", "few-jets", "several-groups"])
-def test_fast_deepjet_matches_eager(n_jets, bucket, fold):
-    torch.manual_seed(3)
-    model = DeepJet().eval()
-    with torch.no_grad():  # non-trivial BatchNorm statistics so that padded slots are not zero inside
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm1d):
-                module.running_mean.uniform_(-1, 1)
-                module.running_var.uniform_(0.5, 2)
-    glob, cpf, npf, sv, _ = (torch.from_numpy(a) for a in random_deepjet_inputs(n_jets, seed=5))
-    cpf[0] = 0.0  # a jet without charged candidates
-    with torch.inference_mode():
-        expected = model(glob, cpf, npf, sv)
-        found = FastDeepJet(model, fold=fold, bucket=bucket, group_size=64, max_batch=128)(glob, cpf, npf, sv)
-    assert found.shape == expected.shape
-    assert torch.allclose(found, expected, atol=1e-4, rtol=1e-4)
-
-
-def test_fast_deepjet_rejects_training_mode():
-    glob, cpf, npf, sv, _ = (torch.from_numpy(a) for a in random_deepjet_inputs(2))
-    with pytest.raises(RuntimeError, match="eval mode"):
-        FastDeepJet(DeepJet().train())(glob, cpf, npf, sv)
 
 
 def test_stage_clock_charges_innermost_stage(monkeypatch):
@@ -108,7 +72,8 @@ def test_targets_from_hand_built_sections():
     assert targets["fraction of matmul roofline (dense FLOPs)"]["met"] is None
     assert targets["processor two models / no model"]["value"] == pytest.approx(0.25)
     assert targets["processor two models / no model"]["met"] is False
-    assert targets["input building (pfcands) / inference time"]["value"] == pytest.approx(0.2)
+    # Against torch-fast, what Tagger.predict runs: 6000 / 15000.
+    assert targets["input building (pfcands) / inference time"]["value"] == pytest.approx(0.4)
     assert targets["adversarial / nominal epoch time"]["met"] is True
     assert targets["Dask 2 workers / 1 worker"]["met"] is True
     assert targets["worker memory growth with files"]["value"] == pytest.approx(0.2)

@@ -199,7 +199,7 @@ def run_job(fileset_path: Path) -> dict:
     datasets = load_fileset(fileset_path)
     raw = run_processor(CalibrationProcessor(models={}, selections=light), coffea_fileset(datasets),
                         ExecutorOptions(chunksize=40, schema_name="PFNanoAODSchema"))
-    return normalise(raw, datasets, lumi=LUMI, models={})
+    return normalise(raw, datasets, lumi=LUMI, models={}, selections=light)
 
 
 @pytest.fixture

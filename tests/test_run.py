@@ -198,7 +198,7 @@ def test_run_cli_rejects_non_empty_output(tmp_path, capsys):
     (out / "keep.txt").write_text("x")
     code = main(["run", "--fileset", str(tmp_path / "missing.json"), "--out", str(out), "--stored-only"])
     assert code == 1
-    assert "--force" in capsys.readouterr().out
+    assert "--force" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "x"
 
 

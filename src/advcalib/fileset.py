@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
 #: Metadata keys that coffea's Runner sets itself and rejects in a fileset.
 RESERVED_METADATA = frozenset(
@@ -35,7 +35,7 @@ class DatasetMetadata(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    is_data: bool = Field(description="true for collision data and pseudo-data, false for simulation")
+    is_data: StrictBool = Field(description="true for collision data and pseudo-data, false for simulation")
     process: str | None = Field(None, description="physics process, for labels")
     role: Literal["calibration", "training"] = Field("calibration", description="only calibration datasets are processed")
     xsec: float | None = Field(None, gt=0, description="cross-section in pb (simulation)")

@@ -33,6 +33,7 @@ from coffea import processor
 
 from advcalib import histograms
 from advcalib.selections import Selection, SelectionResult, default_selections
+from advcalib.selections.objects import shared_objects
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +121,8 @@ class CalibrationProcessor(processor.ProcessorABC):
 
         weights = event_weights(events, is_data=is_data, source=source)
         output["sumw"][dataset] = float(len(events)) if is_data else float(np.sum(weights["nominal"]))
-        results = [(selection, selection.apply(events)) for selection in self.selections]
+        with shared_objects(events):
+            results = [(selection, selection.apply(events)) for selection in self.selections]
         for selection, result in results:
             output["cutflow"][dataset][selection.name][selection.channel] = result.cutflow
         probes = {selection: probes_of(result) for selection, result in results}

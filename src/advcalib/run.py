@@ -141,23 +141,27 @@ def step_process(state: dict[str, Any], summary: RunSummary) -> None:
 def step_normalise(state: dict[str, Any], summary: RunSummary) -> None:
     config: RunConfig = state["config"]
     result = normalise(state["raw"], state["datasets"], lumi=config.lumi, models=config.models,
-                       limited=config.limit_files is not None)
-    result["selections"] = {
-        f"{s.name}/{s.channel}": {"identity": s.identity, "cuts": s.cuts.values()} for s in state["selections"]
-    }
+                       selections=state["selections"], limited=config.limit_files is not None)
     state["result"] = result
     summary.result = state["result"]
 
 
 def normalise(
-    raw: Mapping[str, Any], datasets: Mapping[str, Dataset], *, lumi: float | None, models: Mapping[str, str], limited: bool = False
+    raw: Mapping[str, Any],
+    datasets: Mapping[str, Dataset],
+    *,
+    lumi: float | None,
+    models: Mapping[str, str],
+    selections: Sequence[Any] = (),
+    limited: bool = False,
 ) -> dict[str, Any]:
     """Scale each simulated dataset by xsec * lumi / sumw and build the saved result.
 
     ``sumw`` is the metadata value, or the processed sum of genWeight when the metadata
     has none or when ``limited`` (only some files processed). ``lumi`` defaults to the
     data datasets' common luminosity. Values and variances of every histogram slice of
-    the dataset scale by norm and norm squared.
+    the dataset scale by norm and norm squared. ``selections`` are recorded by identity
+    and cut values, so merged outputs can check that they agree.
     """
     lumi = resolve_lumi(datasets, lumi)
     hists = raw["hists"]
@@ -184,6 +188,7 @@ def normalise(
         "lumi": lumi,
         "skipped_models": [{"dataset": d, "file": f, "reason": r} for d, f, r in skipped],
         FAILED_FILES_KEY: dict(raw.get(FAILED_FILES_KEY, {})),
+        "selections": {f"{s.name}/{s.channel}": {"identity": s.identity, "cuts": s.cuts.values()} for s in selections},
     }
 
 

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from advcalib.bench.fast import FastDeepJet, sequence_lengths
 from advcalib.bench.timing import best_time, torch_threads
 from advcalib.models import import_onnx_deepjet
+from advcalib.models.fast import FastDeepJet, sequence_lengths
 from advcalib.models.onnx_import import ONNX_OUTPUT
 from advcalib.models.onnx_tagger import onnx_providers
 from advcalib.spec import DEEPJET_GROUPS, JET_PT
@@ -74,7 +74,8 @@ def torch_variants(model: torch.nn.Module, example: tuple[np.ndarray, ...], devi
     """Build the torch variants: eager, TorchScript (trace, script; both frozen) and the fast paths.
 
     ``torch-folded`` folds the BatchNorms only, ``torch-bucketed`` skips padded LSTM steps
-    only, ``torch-fast`` does both (see ``advcalib.bench.fast``).
+    only, ``torch-fast`` does both and is what ``Tagger.predict`` runs (see
+    ``advcalib.models.fast``).
     """
     model = model.eval().to(device)
     tensors = tuple(torch.from_numpy(a).to(device) for a in example[: len(DEEPJET_GROUPS)])

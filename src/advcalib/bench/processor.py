@@ -1,7 +1,7 @@
 """End-to-end rate of the calibration processor with no, one and two DeepJet models.
 
-A fourth configuration runs the two models through ``advcalib.bench.fast.FastDeepJet``
-to measure what that inference path would give inside the processor.
+A fourth configuration runs the two models with ``Tagger.fast`` off, through the eager
+``DeepJet`` module, to measure what the fast inference path gives inside the processor.
 
 Each configuration runs coffea's Runner with the iterative executor over the calibration
 datasets of a generated fileset, in this process with one torch thread, so the rate is
@@ -75,46 +75,37 @@ def run_once(
 
 
 @contextlib.contextmanager
-def fast_taggers(models: dict[str, str], device: str | None) -> Iterator[None]:
-    """Run the cached DeepJet taggers through ``FastDeepJet`` inside the block.
-
-    This previews what a fast path inside ``Tagger.predict`` would give: it swaps the
-    module of each cached torch tagger (a private attribute) and restores it afterwards.
-    """
-    from advcalib.bench.fast import FastDeepJet
-    from advcalib.models import DeepJet
+def eager_taggers(models: dict[str, str], device: str | None) -> Iterator[None]:
+    """Turn ``Tagger.fast`` off for the cached taggers inside the block and restore it afterwards."""
     from advcalib.processor import cached_tagger
 
-    swapped = []
-    for source in models.values():
-        tagger = cached_tagger(source, device)
-        module = getattr(tagger, "_module", None)
-        if isinstance(module, DeepJet):
-            tagger._module = FastDeepJet(module).eval()
-            swapped.append((tagger, module))
+    taggers = [cached_tagger(source, device) for source in models.values()]
+    previous = [tagger.fast for tagger in taggers]
+    for tagger in taggers:
+        tagger.fast = False
     try:
         yield
     finally:
-        for tagger, module in swapped:
-            tagger._module = module
+        for tagger, fast in zip(taggers, previous):
+            tagger.fast = fast
 
 
 def measure_processor(fileset_path: Path, *, models: dict[str, str], chunksize: int, device: str | None) -> dict[str, Any]:
-    """Measure events/s per core without models, with the first model, with both, and with both through FastDeepJet."""
+    """Measure events/s per core without models, with the first model, with both, and with both run eagerly."""
     fileset = load_calibration_fileset(fileset_path)
     names = list(models)
     configurations = {
         "no model": {},
         "one model": {names[0]: models[names[0]]},
         "two models": dict(models),
-        "two models, FastDeepJet": dict(models),
+        "two models, eager": dict(models),
     }
     rows = []
     with torch_threads(1):
         run_once(fileset, {}, chunksize=500, device=device, maxchunks=1)  # warm-up: imports, page cache
         for label, chosen in configurations.items():
-            fast = fast_taggers(chosen, device) if label.endswith("FastDeepJet") else contextlib.nullcontext()
-            with fast:
+            mode = eager_taggers(chosen, device) if label.endswith("eager") else contextlib.nullcontext()
+            with mode:
                 seconds, n_events, stages = run_once(fileset, chosen, chunksize=chunksize, device=device)
             inside = sum(stages.values())
             rows.append({

@@ -65,7 +65,7 @@ def bucketed_lstm_flops(model: nn.Module, lengths: dict[str, np.ndarray]) -> flo
     """Mean LSTM FLOPs per jet when each LSTM runs only over the filled slots of a jet.
 
     ``lengths`` maps ``cpf``, ``npf``, ``vtx`` to the number of steps each jet needs (see
-    ``advcalib.bench.fast.sequence_lengths``).
+    ``advcalib.models.fast.sequence_lengths``).
     """
     total = 0.0
     for prefix in _SLOTS:

@@ -12,6 +12,8 @@ import importlib
 import logging
 import sys
 
+import pydantic
+
 #: Modules of this package that define subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "info",
@@ -49,15 +51,46 @@ def configure_logging(verbosity: int) -> None:
     logging.getLogger("advcalib").setLevel(logging.INFO if verbosity == 0 else level)
 
 
+#: Errors that come from the user's input (files, options, models); shown without a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, KeyError, OSError, RuntimeError, EOFError, pydantic.ValidationError,
+)
+
+
+def describe_error(error: BaseException) -> str:
+    """One readable message for a user error; pydantic errors list each invalid field."""
+    if isinstance(error, pydantic.ValidationError):
+        fields = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or 'value'}: {item['msg']}" for item in error.errors()
+        )
+        return f"invalid settings in {error.title}: {fields}"
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    return str(error) or type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``advcalib`` console script."""
+    """Entry point of the ``advcalib`` console script.
+
+    Errors caused by the input are printed as one line (``-vv`` shows the traceback) and
+    give exit status 1; an interruption gives 130, the shell's code for SIGINT.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"advcalib {args.command}: interrupted; outputs written so far are complete files", file=sys.stderr)
+        return 130
+    except USER_ERRORS as error:
+        if args.verbose >= 2:
+            raise
+        print(f"advcalib {args.command}: error: {describe_error(error)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

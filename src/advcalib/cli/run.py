@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from pathlib import Path
 
+from advcalib.cli import describe_error
 from advcalib.processor import DEFAULT_MODELS, STORED_MODEL
 from advcalib.scaleout.arguments import add_scaleout_arguments, options_from_args
 
@@ -80,7 +82,7 @@ def run_command(args: argparse.Namespace) -> int:
         config = _config(args, args.fileset, lumi=args.lumi, limit_files=args.limit_files)
         summary = run_calibration(config)
     except (ValueError, FileNotFoundError, FileExistsError, KeyError) as error:
-        print(f"advcalib run: error: {error}")
+        print(f"advcalib run: error: {describe_error(error)}", file=sys.stderr)
         return 1
     _report(summary)
     return 1 if summary.failed_steps else 0
@@ -101,7 +103,7 @@ def demo_command(args: argparse.Namespace) -> int:
         config = _config(args, Path(fileset)).model_copy(update={"force": True})
         summary = run_calibration(config)
     except (ValueError, FileNotFoundError, FileExistsError, KeyError) as error:
-        print(f"advcalib demo: error: {error}")
+        print(f"advcalib demo: error: {describe_error(error)}", file=sys.stderr)
         return 1
     _report(summary)
     print(f"demo finished in {time.perf_counter() - start:.0f} s")

@@ -40,19 +40,20 @@ def packaged_model_path(name: str) -> Path:
     return path
 
 
-def load_tagger(source: str | Path, *, device: str | torch.device | None = None) -> Tagger:
+def load_tagger(source: str | Path, *, device: str | torch.device | None = None, fast: bool = True) -> Tagger:
     """Load a flavour tagger from a packaged name or a file and check it before use.
 
     ``source``: "nominal" or "adversarial" (packaged checkpoints), or a path to an advcalib
     checkpoint (``.pt``, ``.pth``), a TorchScript archive (``.ts``, ``.torchscript``) or a
     CMS DeepJet ONNX network (``.onnx``). TorchScript ``forward`` must return logits.
-    ``device``: None picks CUDA when available, else the CPU.
+    ``device``: None picks CUDA when available, else the CPU. ``fast`` sets ``Tagger.fast``:
+    DeepJet checkpoints predict through ``advcalib.models.fast.FastDeepJet`` unless it is False.
     Raises ``FileNotFoundError`` for a missing file and ``ValueError``, naming the file and
     what was expected, for an unknown suffix, a file of another format, or a model that
     does not take the input shapes of ``advcalib.spec``.
     """
     if isinstance(source, str) and source in PACKAGED_MODELS:
-        return _load_checkpoint_tagger(packaged_model_path(source), name=source, device=device)
+        return _load_checkpoint_tagger(packaged_model_path(source), name=source, device=device, fast=fast)
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(
@@ -60,16 +61,16 @@ def load_tagger(source: str | Path, *, device: str | torch.device | None = None)
         )
     suffix = path.suffix.lower()
     if suffix in CHECKPOINT_SUFFIXES:
-        return _load_checkpoint_tagger(path, name=path.stem, device=device)
+        return _load_checkpoint_tagger(path, name=path.stem, device=device, fast=fast)
     if suffix in TORCHSCRIPT_SUFFIXES:
-        return _load_torchscript_tagger(path, device=device)
+        return _load_torchscript_tagger(path, device=device, fast=fast)
     if suffix in ONNX_SUFFIXES:
-        return _load_onnx_tagger(path, device=device)
+        return _load_onnx_tagger(path, device=device, fast=fast)
     supported = CHECKPOINT_SUFFIXES + TORCHSCRIPT_SUFFIXES + ONNX_SUFFIXES
     raise ValueError(f"{path}: unknown model suffix {path.suffix!r}; supported suffixes: {', '.join(supported)}")
 
 
-def _load_checkpoint_tagger(path: Path, *, name: str, device: str | torch.device | None) -> Tagger:
+def _load_checkpoint_tagger(path: Path, *, name: str, device: str | torch.device | None, fast: bool) -> Tagger:
     model, info = load_checkpoint(path)
     return TorchTagger(
         model,
@@ -79,6 +80,7 @@ def _load_checkpoint_tagger(path: Path, *, name: str, device: str | torch.device
         device=device,
         feature_scales=info["feature_scales"],
         metadata=info["metadata"],
+        fast=fast,
     )
 
 
@@ -108,7 +110,7 @@ def _torchscript_architecture(module: torch.jit.ScriptModule, path: Path) -> str
     )
 
 
-def _load_torchscript_tagger(path: Path, *, device: str | torch.device | None) -> Tagger:
+def _load_torchscript_tagger(path: Path, *, device: str | torch.device | None, fast: bool) -> Tagger:
     data = path.read_bytes()
     if not is_torchscript_archive(path):
         raise ValueError(f"{path} is not a TorchScript archive; save one with torch.jit.save(torch.jit.script(model), path)")
@@ -118,7 +120,8 @@ def _load_torchscript_tagger(path: Path, *, device: str | torch.device | None) -
         raise ValueError(f"{path} is not a readable TorchScript archive: {err}") from None
     architecture = _torchscript_architecture(module, path)
     return TorchTagger(
-        module, torchscript_bytes=data, name=path.stem, kind="torchscript", architecture=architecture, device=device
+        module, torchscript_bytes=data, name=path.stem, kind="torchscript", architecture=architecture, device=device,
+        fast=fast,
     )
 
 
@@ -142,7 +145,7 @@ def _check_onnx_signature(session, path: Path) -> None:
         raise ValueError(f"{path} is not a DeepJet ONNX network with the inputs of advcalib.spec: " + "; ".join(problems))
 
 
-def _load_onnx_tagger(path: Path, *, device: str | torch.device | None) -> Tagger:
+def _load_onnx_tagger(path: Path, *, device: str | torch.device | None, fast: bool) -> Tagger:
     import onnxruntime
 
     data = path.read_bytes()
@@ -156,4 +159,6 @@ def _load_onnx_tagger(path: Path, *, device: str | torch.device | None) -> Tagge
     except (ValueError, ImportError) as err:
         logger.info("%s runs through onnxruntime only, without a torch copy: %s", path, err)
         torch_module = None
-    return OnnxTagger(data, torch_module=torch_module, name=path.stem, kind="onnx", architecture="DeepJet", device=device)
+    return OnnxTagger(
+        data, torch_module=torch_module, name=path.stem, kind="onnx", architecture="DeepJet", device=device, fast=fast
+    )

@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from advcalib.models.deepjet import DeepJet
 from advcalib.models.device import resolve_device
+from advcalib.models.fast import FastDeepJet
 from advcalib.models.input_arrays import model_arrays
 from advcalib.spec import DEEPCSV_CLASSES, DEEPJET_CLASSES, DEEPJET_GROUPS
 
@@ -35,6 +37,9 @@ class Tagger:
         device: torch device, settable directly or through ``to``.
         module: differentiable torch module that returns logits, or None.
         feature_scales: numpy arrays by input group name, or None.
+        fast: whether ``predict`` runs a DeepJet checkpoint through
+            ``advcalib.models.fast.FastDeepJet`` (default True); False runs ``module`` as it
+            is. TorchScript and ONNX taggers predict as before either way.
 
     Build taggers with ``load_tagger``.
     """
@@ -48,6 +53,7 @@ class Tagger:
         device: str | torch.device | None = None,
         feature_scales: dict[str, np.ndarray] | None = None,
         metadata: dict[str, Any] | None = None,
+        fast: bool = True,
     ) -> None:
         self.name = name
         self.kind = kind
@@ -55,6 +61,7 @@ class Tagger:
         self.classes = DEEPJET_CLASSES if architecture == "DeepJet" else DEEPCSV_CLASSES
         self.feature_scales = feature_scales
         self.metadata = metadata or {}
+        self.fast = fast
         self._device_request = None if device is None else str(device)
         self._device = resolve_device(device)
 
@@ -133,6 +140,7 @@ class TorchTagger(Tagger):
         super().__init__(**kwargs)
         self._module: nn.Module | None = module.eval().to(self.device)
         self._torchscript_bytes = torchscript_bytes
+        self._fast_module: FastDeepJet | None = None
 
     @property
     def module(self) -> nn.Module:
@@ -145,17 +153,27 @@ class TorchTagger(Tagger):
         if self._module is not None:
             self._module.to(self.device)
 
+    def _inference_module(self, module: nn.Module) -> nn.Module:
+        """Return what ``predict`` runs: the fast wrapper of an eval-mode DeepJet, built on first use."""
+        if not self.fast or not isinstance(module, DeepJet):
+            return module
+        if self._fast_module is None or self._fast_module.model is not module:
+            self._fast_module = FastDeepJet(module)
+        return self._fast_module
+
     def _predict_batch(self, arrays: tuple[np.ndarray, ...]) -> np.ndarray:
         module = self.module
         if module.training:
             logger.warning("tagger %s: module was in training mode; switching it to eval mode for prediction", self.name)
             module.eval()
         with torch.no_grad():
-            logits = module(*_torch_inputs(arrays, self.device, self.architecture))
+            logits = self._inference_module(module)(*_torch_inputs(arrays, self.device, self.architecture))
             return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
+        # The fast wrapper contains derived tensors only, so the worker rebuilds it at first use.
+        state["_fast_module"] = None
         if self._torchscript_bytes is not None:
             state["_module"] = None
         elif self._module is not None:

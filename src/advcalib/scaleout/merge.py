@@ -42,7 +42,11 @@ def load_outputs(paths: Sequence[Path]) -> list[dict[str, Any]]:
     for path in paths:
         if not Path(path).is_file():
             raise FileNotFoundError(f"job output {path} not found")
-        outputs.append(load(str(path)))
+        try:
+            outputs.append(load(str(path)))
+        except Exception as error:  # coffea.util.load raises whatever the decompressor or pickle raises
+            raise MergeError(f"job output {path} cannot be read ({type(error).__name__}: {error}); "
+                             "rerun that job or leave its file out") from error
     return outputs
 
 
@@ -61,6 +65,7 @@ def merge_outputs(outputs: Sequence[Mapping[str, Any]], *, names: Sequence[str] 
         "datasets": datasets,
         "models": models,
         "lumi": lumi,
+        "selections": _agree([output.get("selections") for output in outputs], names, key="selections"),
     }
     merged["skipped_models"] = _join_unique(output.get("skipped_models", []) for output in outputs)
     failed: dict[str, list[str]] = {}

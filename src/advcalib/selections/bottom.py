@@ -30,18 +30,17 @@ def select_bottom(events: Any, cuts: CutTable, channel: str) -> SelectionSteps:
 
 def select_dilepton(events: Any, cuts: CutTable) -> SelectionSteps:
     """Select emu ttbar: exactly one muon and one electron, opposite charge, two jets."""
-    source = objects.source_name(events)
     muons = objects.collection(events, "Muon")
     electrons = objects.collection(events, "Electron")
-    muon_ok = objects.isolated_muons(muons, cuts, pt=cuts["muon_pt"])
-    electron_ok = objects.isolated_electrons(electrons, cuts, pt=cuts["electron_pt"], source=source)
+    muon_ok = objects.shared_isolated_muons(events, cuts, pt=cuts["muon_pt"])
+    electron_ok = objects.shared_isolated_electrons(events, cuts, pt=cuts["electron_pt"])
     muon = ak.firsts(muons[muon_ok])
     electron = ak.firsts(electrons[electron_ok])
 
     jets = objects.collection(events, "Jet")
     dr = cuts["jet_lepton_dr"]
     jet_ok = (
-        objects.good_jets(jets, cuts)
+        objects.shared_good_jets(events, cuts)
         & objects.far_from(jets, ak.singletons(muon), dr)
         & objects.far_from(jets, ak.singletons(electron), dr)
     )

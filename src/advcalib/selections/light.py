@@ -20,13 +20,12 @@ CHANNELS: tuple[str, ...] = ("mm", "ee")
 
 def select_light(events: Any, cuts: CutTable, channel: str) -> SelectionSteps:
     """Select DY+jets events; the steps are trigger, lepton pair cuts and a clean jet."""
-    source = objects.source_name(events)
     if channel == "mm":
         leptons = objects.collection(events, "Muon")
-        is_good = objects.isolated_muons(leptons, cuts, pt=cuts["muon_pt"])
+        is_good = objects.shared_isolated_muons(events, cuts, pt=cuts["muon_pt"])
     elif channel == "ee":
         leptons = objects.collection(events, "Electron")
-        is_good = objects.isolated_electrons(leptons, cuts, pt=cuts["electron_pt"], source=source)
+        is_good = objects.shared_isolated_electrons(events, cuts, pt=cuts["electron_pt"])
     else:
         raise ValueError(f"light selection has channels {', '.join(CHANNELS)}, not {channel!r}")
     good = leptons[is_good]
@@ -43,7 +42,7 @@ def select_light(events: Any, cuts: CutTable, channel: str) -> SelectionSteps:
     selected_leptons = ak.concatenate([ak.singletons(chosen.lead), ak.singletons(chosen.sub)], axis=1)
 
     jets = objects.collection(events, "Jet")
-    jet_ok = objects.good_jets(jets, cuts) & objects.far_from(jets, selected_leptons, cuts["jet_lepton_dr"])
+    jet_ok = objects.shared_good_jets(events, cuts) & objects.far_from(jets, selected_leptons, cuts["jet_lepton_dr"])
     probe = objects.leading(ak.local_index(jets, axis=1)[jet_ok], jets.pt[jet_ok])
 
     steps = {

@@ -3,12 +3,21 @@
 Each function is a pure columnar function of NanoEvents collections (or hand-built
 awkward arrays with the coffea candidate behaviour) and returns a mask of the same
 jagged shape as its input collection. Thresholds come in from the cut tables.
+
+Several selections need the same objects (the isolated leptons of a threshold, the good
+jets, the soft-muon matching of the charm and bottom regions). Inside
+``shared_objects(events)`` each of them is computed once for that chunk. ``shared``
+stores a value under a key made of the function's name and every cut value it reads.
+Selections with other thresholds therefore get their own entry, and no result changes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import awkward as ak
@@ -17,6 +26,41 @@ import numpy as np
 from advcalib.selections.cuts import CutTable
 
 logger = logging.getLogger(__name__)
+
+#: The events of the active ``shared_objects`` block and the values computed for them.
+_SHARED: ContextVar[tuple[Any, dict[str, Any]] | None] = ContextVar("advcalib_shared_objects", default=None)
+
+
+@contextlib.contextmanager
+def shared_objects(events: Any) -> Iterator[None]:
+    """Share the objects that :func:`shared` computes for ``events`` inside the block.
+
+    The values are dropped when the block ends, so one chunk's objects never reach the
+    next. Calls for other events objects compute as if no block were open. The context
+    variable keeps blocks of concurrent threads apart.
+    """
+    token = _SHARED.set((events, {}))
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def shared(events: Any, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    """Return ``compute()``, computed once per ``key`` inside ``shared_objects(events)``.
+
+    ``key`` must contain every cut value that ``compute`` reads, because two calls with
+    the same key get the same object. Keys are compared by their ``repr``, so cut values
+    that cannot be hashed, such as lists, work too.
+    """
+    active = _SHARED.get()
+    if active is None or active[0] is not events:
+        return compute()
+    values = active[1]
+    text = repr(key)
+    if text not in values:
+        values[text] = compute()
+    return values[text]
 
 
 class MissingInputError(KeyError):
@@ -67,6 +111,27 @@ def trigger_mask(events: Any, triggers: tuple[str, ...], *, context: str) -> ak.
 @functools.lru_cache(maxsize=256)
 def _warn_missing_triggers(source: str, context: str, missing: tuple[str, ...]) -> None:
     logger.warning("%s: %s triggers %s not in the file; using the others", source, context, ", ".join(missing))
+
+
+def shared_isolated_muons(events: Any, cuts: CutTable, *, pt: float) -> ak.Array:
+    """:func:`isolated_muons` of ``events.Muon``, shared inside :func:`shared_objects`."""
+    muons = collection(events, "Muon")
+    key = ("isolated_muons", pt, cuts["muon_abseta"], cuts["muon_iso"])
+    return shared(events, key, lambda: isolated_muons(muons, cuts, pt=pt))
+
+
+def shared_isolated_electrons(events: Any, cuts: CutTable, *, pt: float) -> ak.Array:
+    """:func:`isolated_electrons` of ``events.Electron``, shared inside :func:`shared_objects`."""
+    electrons = collection(events, "Electron")
+    key = ("isolated_electrons", pt, cuts["electron_abseta"], cuts["electron_wp80_fields"], cuts["electron_cut_based_min"])
+    return shared(events, key, lambda: isolated_electrons(electrons, cuts, pt=pt, source=source_name(events)))
+
+
+def shared_good_jets(events: Any, cuts: CutTable) -> ak.Array:
+    """:func:`good_jets` of ``events.Jet``, shared inside :func:`shared_objects`."""
+    jets = collection(events, "Jet")
+    key = ("good_jets", cuts["jet_pt"], cuts["jet_abseta"], cuts["jet_id_mask"])
+    return shared(events, key, lambda: good_jets(jets, cuts))
 
 
 def isolated_muons(muons: ak.Array, cuts: CutTable, *, pt: float) -> ak.Array:
