@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from advcalib.efficiency import (
     write_efficiency,
 )
 from advcalib.histograms import SELECTIONS, discriminator_axis, make_histograms
+from advcalib.outputs import write_csv_atomic, write_json_atomic, write_text_atomic
 
 
 def fill(histograms, name, *, flavour, osss, selection, weight=1.0, model="nominal", **values):
@@ -174,3 +177,75 @@ def test_cli_efficiency(tmp_path, capsys):
     assert float(next(r for r in stored if r["working_point"] == "ctag_L" and r["selection"] == "charm")["data_eff"]) == 0.5
     assert main(["efficiency", str(tmp_path / "hists.coffea"), "--out", str(out)]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def negative_yield_result():
+    hists = make_histograms()
+    # light/BvsL: c jets pass 1 OS - 3 SS = -2 and fail 5, so P/(P+F) would be -2/3.
+    fill(hists, "BvsL", flavour="data", osss=1, selection="light", BvsL=[0.1] * 8 + [0.8] * 2)
+    fill(hists, "BvsL", flavour="light", osss=1, selection="light", BvsL=[0.1] * 8)
+    fill(hists, "BvsL", flavour="c", osss=1, selection="light", BvsL=[0.1] * 5 + [0.8])
+    fill(hists, "BvsL", flavour="c", osss=-1, selection="light", BvsL=[0.8] * 3)
+    fill(hists, "BvsL", flavour="b", osss=1, selection="light", BvsL=[0.9] * 4)
+    return {"hists": hists, "models": {"nominal": "nominal"}, "lumi": 1.0}
+
+
+def test_negative_yield_gives_nan(caplog):
+    with caplog.at_level(logging.WARNING, logger="advcalib.efficiency"):
+        rows = efficiency_table(negative_yield_result())
+    row = find(rows, "light", "BvsL_M")
+    assert math.isnan(row.mc_eff_c)
+    # MC in total: pass 4 - 2 = 2, fail 13, both positive.
+    assert row.mc_eff == pytest.approx(2 / 15)
+    assert row.mc_eff_b == 1.0
+    assert row.data_eff == pytest.approx(0.2)
+    assert row.ratio == pytest.approx(0.2 / (2 / 15))
+    negative = [r for r in caplog.records if "negative" in r.getMessage()]
+    assert len(negative) == 1
+    assert "nominal/light/BvsL_M (mc_eff_c)" in negative[0].getMessage()
+
+
+def test_negative_mc_total_makes_ratio_nan():
+    hists = make_histograms()
+    fill(hists, "BvsL", flavour="data", osss=1, selection="light", BvsL=[0.1] * 8 + [0.8] * 2)
+    fill(hists, "BvsL", flavour="light", osss=1, selection="light", BvsL=[0.1] * 8)
+    fill(hists, "BvsL", flavour="light", osss=-1, selection="light", BvsL=[0.8] * 2)
+    row = find(efficiency_table({"hists": hists}), "light", "BvsL_M")
+    assert row.data_eff == pytest.approx(0.2)
+    assert math.isnan(row.mc_eff)
+    assert math.isnan(row.ratio)
+    assert math.isnan(row.ratio_unc)
+
+
+def test_efficiency_rejects_negative_parts():
+    assert all(math.isnan(x) for x in efficiency(-2.0, 4.0, 5.0, 5.0))
+    assert all(math.isnan(x) for x in efficiency(3.0, 3.0, -1.0, 1.0))
+    assert efficiency(0.0, 0.0, 5.0, 5.0)[0] == 0.0
+
+
+def test_efficiency_csv_gets_open_mode(rows, tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = write_efficiency(rows, tmp_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        pytest.param(lambda path: write_text_atomic(path, "x\n"), id="text"),
+        pytest.param(lambda path: write_json_atomic(path, {"jsd": math.nan}), id="json"),
+        pytest.param(lambda path: write_csv_atomic(path, ["a"], [[1.0]]), id="csv"),
+    ],
+)
+def test_output_writers_get_open_mode(tmp_path, write):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = write(tmp_path / "table")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["table"]
+
+
+def test_json_writer_stores_nan_as_null(tmp_path):
+    path = write_json_atomic(tmp_path / "table.json", {"jsd": math.nan, "unc": [1.0, math.inf]})
+    assert path.read_text() == '{\n  "jsd": null,\n  "unc": [\n    1.0,\n    null\n  ]\n}\n'

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -157,3 +159,17 @@ def test_write_is_atomic_and_replaces(tmp_path, model_sfs):
     write_payload(correction_set("toy", build_corrections(model_sfs)), path)
     assert correctionlib.CorrectionSet.from_file(str(path))["ctag_shape"].version == 1
     assert [p.name for p in tmp_path.iterdir()] == ["sf.json.gz"]
+
+
+def test_payload_gets_open_mode(tmp_path, model_sfs):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = write_payload(correction_set("toy", build_corrections(model_sfs)), tmp_path / "sf.json.gz")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_payload_bytes_do_not_depend_on_time(tmp_path, model_sfs):
+    cset = correction_set("toy", build_corrections(model_sfs))
+    first = write_payload(cset, tmp_path / "a.json.gz").read_bytes()
+    second = write_payload(cset, tmp_path / "b.json.gz").read_bytes()
+    assert first == second

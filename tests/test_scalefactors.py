@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -17,7 +19,13 @@ from advcalib.scalefactors.systematics import derive_variations
 from advcalib.scalefactors.templates import paired_systematics
 from advcalib.scalefactors.toys import statistical_uncertainty, toy_scale_factors
 from advcalib.scalefactors.toysample import ToySample, toy_result
-from advcalib.scalefactors.wp import pass_mask, wp_scale_factors, working_points
+from advcalib.scalefactors.wp import (
+    pass_mask,
+    set_unfitted_uncertainty,
+    unfitted_cells,
+    wp_scale_factors,
+    working_points,
+)
 
 GRID = 20
 CENTRES = (np.arange(GRID) + 0.5) / GRID
@@ -308,3 +316,147 @@ def test_cli_rejects_missing_file(tmp_path, capsys):
     missing = tmp_path / "none.coffea"
     assert main(["scalefactors", str(missing), "--out", str(tmp_path)]) == 1
     assert str(missing) in capsys.readouterr().out
+
+
+class _Records(logging.Handler):
+    """Collects the log records of advcalib at every level."""
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def _without_region(result, region):
+    """Zero every histogram's entries of one selection, as in a run whose region selected nothing."""
+    for h in result["hists"].values():
+        index = h.axes["selection"].index(region)
+        h.view(flow=True)["value"][:, index] = 0.0
+        h.view(flow=True)["variance"][:, index] = 0.0
+    return result
+
+
+@pytest.fixture(scope="module")
+def sparse_toy():
+    """Toy without a bottom region (b unfitted) and so few jets that c has a single usable group in the c-tag fit."""
+    result = _without_region(toy_result(ToySample(n_data=300), seed=1), "bottom")
+    handler = _Records()
+    logger = logging.getLogger("advcalib.scalefactors")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        sfs = derive_model(result, "toy", config=ScaleFactorConfig(n_toys=4))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    return sfs, handler.records
+
+
+def test_unfitted_flavour_wp_carries_uncertainty(sparse_toy):
+    sfs, _ = sparse_toy
+    unfitted = ScaleFactorConfig().fit.unfitted_uncertainty
+    b, c = 0, 1
+    assert not sfs.ctag.fit.fitted[b].any()
+    assert not sfs.ctag.fit.fitted[c].any()
+    for level in ("L", "M", "T"):
+        for f in (b, c):
+            assert sfs.ctag_wp["central"][level][f] == pytest.approx(1.0)
+            for name in ("stat", "stats1", "stats2"):
+                assert sfs.ctag_wp[f"up_{name}"][level][f] == pytest.approx(1.0 + unfitted)
+                assert sfs.ctag_wp[f"down_{name}"][level][f] == pytest.approx(1.0 - unfitted)
+            assert sfs.ctag_wp["up_contam"][level][f] == pytest.approx(1.0)
+        np.testing.assert_allclose(sfs.btag_wp["up_stat"][level][b], 1.0 + unfitted)
+        np.testing.assert_allclose(sfs.btag_wp["down_stat"][level][b], 1.0 - unfitted)
+
+
+def test_fitted_flavour_wp_keeps_computed_variations(sparse_toy):
+    sfs, _ = sparse_toy
+    light = 2
+    assert sfs.btag.fit.fitted[light].any()
+    mask = pass_mask(working_points("BvsAll")["M"], axis_names=sfs.btag.templates.axis_names,
+                     edges=sfs.btag.templates.edges)
+    mc = sfs.btag.templates.mc.value.sum(axis=0)
+    expected = wp_scale_factors(mc, sfs.btag.variations["up_stat"], mask, sum_axes=(2,))[light]
+    fitted_cells = sfs.btag.fit.fitted[light].any(axis=-1)
+    np.testing.assert_allclose(sfs.btag_wp["up_stat"]["M"][light][fitted_cells], expected[fitted_cells])
+
+
+def test_set_unfitted_uncertainty_known_answer():
+    variations = {
+        "central": {"M": np.array([1.0, 0.8])},
+        "up_stat": {"M": np.array([1.0, 0.9])},
+        "down_stats1": {"M": np.array([1.0, 0.7])},
+        "up_contam": {"M": np.array([1.0, 0.85])},
+    }
+    unfitted = unfitted_cells(np.array([[False, False], [True, False]]), sum_axes=(0,))
+    np.testing.assert_array_equal(unfitted, [True, False])
+    out = set_unfitted_uncertainty(variations, unfitted, uncertainty=0.5)
+    np.testing.assert_allclose(out["up_stat"]["M"], [1.5, 0.9])
+    np.testing.assert_allclose(out["down_stats1"]["M"], [0.5, 0.7])
+    np.testing.assert_allclose(out["up_contam"]["M"], [1.0, 0.85])
+    np.testing.assert_allclose(variations["up_stat"]["M"], [1.0, 0.9])
+
+
+def test_fit_conditions_logged_once_per_fit(sparse_toy):
+    _, records = sparse_toy
+    loud = [r for r in records if r.levelno >= logging.INFO]
+    empty_region = [r for r in loud if "has no OS-SS events" in r.getMessage()]
+    single_group = [r for r in loud if "single usable bin group" in r.getMessage()]
+    # One central fit each for c-tag, b-tag and BvsL; 4 pseudo-experiments and 2 contamination refits each stay quiet.
+    assert len(empty_region) == 3
+    assert all("bottom" in r.getMessage() for r in empty_region)
+    assert single_group
+    per_flavour = {}
+    for record in single_group:
+        per_flavour[record.getMessage()] = per_flavour.get(record.getMessage(), 0) + 1
+    assert max(per_flavour.values()) <= 3
+    assert any("single usable bin group" in r.getMessage() for r in records if r.levelno == logging.DEBUG)
+
+
+def test_refit_with_grouping_logs_at_debug(caplog):
+    result = _without_region(toy_result(ToySample(n_data=300), seed=1), "bottom")
+    templates = ctag.read_templates(result, model="toy", systematic="nominal")
+    central = ctag.fit(templates, config=FitConfig())
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="advcalib.scalefactors.fit"):
+        ctag.fit(templates, config=FitConfig(), grouping=central.grouping)
+    assert "has no OS-SS events" in caplog.text
+    assert all(record.levelno == logging.DEBUG for record in caplog.records)
+
+
+def test_empty_run_writes_no_payload(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="advcalib.scalefactors"):
+        summary = derive_scale_factors({"hists": make_histograms(), "models": {"stored": "stored"}}, tmp_path,
+                                       config=ScaleFactorConfig(n_toys=2, plots=False))
+    assert summary["models"] == {}
+    assert "no model" in summary["no_payload"]
+    assert not list(tmp_path.glob("sf_*"))
+    assert [p.name for p in tmp_path.iterdir()] == ["diagnostics.json"]
+    assert "no payload written" in caplog.text
+
+
+def test_model_without_entries_skipped(tmp_path):
+    hists = make_histograms()
+    # The model category exists, but every entry has weight 0, as in a run whose events all failed the selection.
+    hists["CvsL_CvsB"].fill(dataset="d", selection="light", channel="mm", model="stored", flavour="data", osss=1,
+                            systematic="nominal", CvsL=[0.5], CvsB=[0.5], weight=[0.0])
+    summary = derive_scale_factors({"hists": hists}, tmp_path, config=ScaleFactorConfig(n_toys=2, plots=False))
+    assert summary["models"] == {}
+    assert "stored" in summary["skipped"]
+    assert "CvsL_CvsB" in summary["skipped"]["stored"]
+    assert "stored" in summary["no_payload"]
+    assert not (tmp_path / "sf_stored.json.gz").exists()
+
+
+def test_output_files_get_open_mode(tmp_path):
+    result = toy_result(ToySample(n_data=3000))
+    summary = derive_scale_factors(result, tmp_path, config=ScaleFactorConfig(n_toys=2, plots=False))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    expected = 0o666 & ~umask
+    for name in ("sf_toy.json.gz", "diagnostics.json", "closure.json"):
+        assert str(tmp_path / name) in summary["files"]
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name

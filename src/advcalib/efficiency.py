@@ -109,10 +109,12 @@ def efficiency(passed: float, passed_variance: float, failed: float, failed_vari
 
     Pass and fail yields are independent samples, so the first-order propagation gives
     Var = (F^2 Var(P) + P^2 Var(F)) / (P+F)^4. This also holds for OS-SS yields, whose
-    variances are the sums of the OS and SS variances. NaN when P+F <= 0.
+    variances are the sums of the OS and SS variances. NaN when P+F <= 0, and when P or F
+    is negative, which OS-SS subtraction can give: P/(P+F) is then no fraction (it can be
+    below 0 or above 1) and the efficiency is undefined.
     """
     total = passed + failed
-    if not total > 0:
+    if not total > 0 or passed < 0 or failed < 0:
         return math.nan, math.nan
     variance = (failed**2 * passed_variance + passed**2 * failed_variance) / total**4
     return passed / total, math.sqrt(variance)
@@ -135,23 +137,35 @@ def efficiency_table(result: Mapping[str, Any], *, systematic: str = "nominal") 
     stored it. The per-flavour MC efficiencies are included too. Jets with an undefined
     discriminator (underflow, value -1) count as failing, and a discriminator of exactly
     1 (overflow) as passing. A selection or model that the run lacks gives NaN, and one
-    warning lists those cells.
+    warning lists those cells. An OS-SS pass or fail yield below zero also gives NaN (see
+    :func:`efficiency`), and the data/MC ratio is NaN when either side is. One more warning
+    lists those cells with the affected column.
     """
     rows: list[EfficiencyRow] = []
     empty: list[str] = []
+    negative: list[str] = []
     for model in models_of(result):
         for selection in SELECTIONS:
             for point in WORKING_POINTS:
-                row = _row(result, point, selection=selection, model=model, systematic=systematic)
-                if math.isnan(row.data_eff) or math.isnan(row.mc_eff):
-                    empty.append(f"{model}/{selection}/{point.name}")
+                cell = f"{model}/{selection}/{point.name}"
+                row, negative_parts = _row(result, point, selection=selection, model=model, systematic=systematic)
+                missing = [c for c in ("data_eff", "mc_eff") if math.isnan(getattr(row, c)) and c not in negative_parts]
+                if missing:
+                    empty.append(cell)
+                negative += [f"{cell} ({part})" for part in negative_parts]
                 rows.append(row)
     if empty:
         log.warning("efficiency is NaN for %d cells without data or MC: %s", len(empty), summarise(empty))
+    if negative:
+        log.warning("efficiency is NaN for %d entries whose OS-SS pass or fail yield is negative: %s",
+                    len(negative), summarise(negative))
     return rows
 
 
-def _row(result: Mapping[str, Any], point: WorkingPoint, *, selection: str, model: str, systematic: str) -> EfficiencyRow:
+def _row(
+    result: Mapping[str, Any], point: WorkingPoint, *, selection: str, model: str, systematic: str
+) -> tuple[EfficiencyRow, list[str]]:
+    """Build one row, and list its columns (``data_eff``, ``mc_eff``, ``mc_eff_b``, ...) that are NaN because a yield is negative."""
     histogram = region_histogram(result, point.histogram, selection=selection, model=model, systematic=systematic)
     effective = effective_cuts(point)
     yields: dict[str, tuple[float, float, float, float]] = {}
@@ -163,12 +177,15 @@ def _row(result: Mapping[str, Any], point: WorkingPoint, *, selection: str, mode
     mc_eff, mc_unc = efficiency(*yields.get("mc", nan4))
     ratio_value, ratio_unc = ratio(data_eff, data_unc, mc_eff, mc_unc)
     flavour_eff = {flavour: efficiency(*yields.get(flavour, nan4))[0] for flavour in MC_FLAVOURS}
-    return EfficiencyRow(
+    columns = {"data": "data_eff", "mc": "mc_eff", **{flavour: f"mc_eff_{flavour}" for flavour in MC_FLAVOURS}}
+    negative = [columns[name] for name, (passed, _, failed, _) in yields.items() if passed < 0 or failed < 0]
+    row = EfficiencyRow(
         selection=selection, model=model, working_point=point.name, histogram=point.histogram,
         threshold=point.describe(), effective_threshold=point.describe(effective),
         data_eff=data_eff, data_unc=data_unc, mc_eff=mc_eff, mc_unc=mc_unc, ratio=ratio_value, ratio_unc=ratio_unc,
         mc_eff_b=flavour_eff["b"], mc_eff_c=flavour_eff["c"], mc_eff_light=flavour_eff["light"], source=point.source,
     )
+    return row, negative
 
 
 def _pass_fail(histogram: hist.Hist, flavours: Sequence[str], cuts: Sequence[tuple[str, float]]) -> tuple[float, float, float, float]:

@@ -6,8 +6,9 @@ split into collision data (flavour ``data``) and simulation (flavours ``b``, ``c
 ``light``). :func:`region_histogram` and :func:`region_shapes` build it once, so the three
 steps agree.
 
-The writers put the text into a temporary file in the target folder and rename it over the
-target, so a reader never sees a half-written table. They overwrite an existing file: a
+The table writers build the text in memory and write it with :mod:`advcalib.atomic`
+(temporary file in the target folder, then a rename), so a reader never sees a half-written
+table and the file gets the mode a plain ``open`` gives. They overwrite an existing file: a
 caller that must keep old outputs checks for them first.
 """
 
@@ -18,8 +19,6 @@ import io
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,8 @@ from typing import Any
 import hist
 import numpy as np
 
+# The divergence step imports write_text_atomic from here, so this import is also a re-export.
+from advcalib.atomic import write_text_atomic
 from advcalib.histograms import FLAVOURS, HADRON_FLAVOUR, subtract_os_ss
 
 log = logging.getLogger(__name__)
@@ -137,21 +138,6 @@ def summarise(names: Sequence[str], *, limit: int = 6) -> str:
     """Join names for a log message, listing at most ``limit`` and counting the rest."""
     listed = ", ".join(names[:limit])
     return listed if len(names) <= limit else f"{listed} and {len(names) - limit} more"
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write text to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from advcalib.scalefactors import closure, diagnostics, payload
 from advcalib.scalefactors.config import FitConfig, ScaleFactorConfig
 from advcalib.scalefactors.derive import SHAPE_FITS, ModelScaleFactors, build_corrections, derive_model
@@ -29,14 +31,28 @@ def derive_scale_factors(result: dict, out_dir: str | Path, *, config: ScaleFact
     when the run has ``truth_hists`` for a model) and PNG plots into ``out_dir``, which is
     created if missing. Returns a JSON-ready summary: per model the payload path, the
     iterations and final chi2 of each fit, and the closure numbers.
+
+    A model whose histograms have no entries (a run that selected no events) gets no
+    payload: ``skipped`` maps it to the reason, which is logged as a warning. When no model
+    is left, ``no_payload`` gives the reason, and ``diagnostics.json`` with that reason is the only
+    file written.
     """
     config = config or ScaleFactorConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    models = model_names(result)
+    models, skipped = _models_with_entries(result, systematic=config.nominal_systematic)
+    summary: dict = {"models": {}, "files": [], "skipped": skipped}
     if not models:
-        raise ValueError("the run's histograms contain no model; run the processor with at least one tagger")
-    summary: dict = {"models": {}, "files": []}
+        if skipped:
+            reason = f"no model has entries in the fitted histograms (models: {', '.join(skipped)})"
+        else:
+            reason = "the run's histograms contain no model"
+        log.warning("no scale factors derived and no payload written, because %s, as in a run that selected no events",
+                    reason)
+        summary["no_payload"] = reason
+        record = {"no_payload": reason, "skipped": skipped}
+        summary["files"].append(str(diagnostics.write_json(record, out_dir / "diagnostics.json")))
+        return summary
     records: dict = {}
     closures: dict = {}
     for model in models:
@@ -56,6 +72,34 @@ def derive_scale_factors(result: dict, out_dir: str | Path, *, config: ScaleFact
     if closures:
         summary["files"].append(str(diagnostics.write_json(closures, out_dir / "closure.json")))
     return summary
+
+
+def _models_with_entries(result: dict, *, systematic: str) -> tuple[list[str], dict[str, str]]:
+    """Split the run's models into those with entries in the fitted histograms and the skipped ones with a reason."""
+    models = model_names(result)
+    hists = result["hists"]
+    with_entries, skipped = [], {}
+    for model in models:
+        names = [module.HISTOGRAM for module in SHAPE_FITS.values()]
+        empty = [name for name in names if not _has_entries(hists[name], model, systematic)]
+        if empty:
+            skipped[model] = f"histograms {', '.join(empty)} have no '{systematic}' entries for this model"
+            log.warning("model %s: %s; it gets no payload", model, skipped[model])
+        else:
+            with_entries.append(model)
+    return with_entries, skipped
+
+
+def _has_entries(histogram, model: str, systematic: str) -> bool:
+    if model not in list(histogram.axes["model"]):
+        return False
+    of_model = histogram[{"model": model}]
+    if not np.any(of_model.view(flow=True)["value"] != 0):
+        return False
+    if systematic not in list(of_model.axes["systematic"]):
+        # Entries under other names only: templates.extract raises an error that names the missing systematic.
+        return True
+    return bool(np.any(of_model[{"systematic": systematic}].view(flow=True)["value"] != 0))
 
 
 def _short(record: dict) -> dict:

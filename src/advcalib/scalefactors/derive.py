@@ -65,8 +65,8 @@ def derive_model(result: dict, model: str, *, config: ScaleFactorConfig) -> Mode
         ctag=shapes["ctag"],
         btag=shapes["btag"],
         bvsl=shapes["bvsl"],
-        btag_wp=_wp_variations(shapes["btag"], histogram="BvsAll", sum_axes=(2,)),
-        ctag_wp=_wp_variations(shapes["ctag"], histogram="CvsL_CvsB", sum_axes=(0, 1)),
+        btag_wp=_wp_variations(shapes["btag"], histogram="BvsAll", sum_axes=(2,), config=config),
+        ctag_wp=_wp_variations(shapes["ctag"], histogram="CvsL_CvsB", sum_axes=(0, 1), config=config),
     )
 
 
@@ -95,12 +95,15 @@ def build_corrections(sfs: ModelScaleFactors) -> list:
     ]
 
 
-def _wp_variations(shape: ShapeScaleFactors, *, histogram: str, sum_axes: tuple[int, ...]) -> dict[str, dict[str, np.ndarray]]:
+def _wp_variations(shape: ShapeScaleFactors, *, histogram: str, sum_axes: tuple[int, ...],
+                   config: ScaleFactorConfig) -> dict[str, dict[str, np.ndarray]]:
     templates = shape.templates
     mc = templates.mc.value.sum(axis=0)
     points = wp.working_points(histogram)
     masks = {level: wp.pass_mask(point, axis_names=templates.axis_names, edges=templates.edges) for level, point in points.items()}
-    return {
+    variations = {
         systematic: {level: wp.wp_scale_factors(mc, sf, mask, sum_axes=sum_axes) for level, mask in masks.items()}
         for systematic, sf in shape.variations.items()
     }
+    unfitted = wp.unfitted_cells(shape.fit.fitted, sum_axes=sum_axes)
+    return wp.set_unfitted_uncertainty(variations, unfitted, uncertainty=config.fit.unfitted_uncertainty)

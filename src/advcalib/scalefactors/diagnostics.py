@@ -11,13 +11,12 @@ Plots per model:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from advcalib.atomic import write_text_atomic
 from advcalib.scalefactors.derive import ModelScaleFactors, ShapeScaleFactors
 from advcalib.scalefactors.templates import MC_FLAVOURS
 
@@ -45,17 +44,8 @@ def fit_record(shape: ShapeScaleFactors) -> dict:
 
 
 def write_json(data: dict, path: Path) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(data, stream, indent=1, allow_nan=True)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``data`` as indented JSON, atomically; NaN is kept as the ``NaN`` token that Python's json reads."""
+    return write_text_atomic(path, json.dumps(data, indent=1, allow_nan=True))
 
 
 def plot_model(sfs: ModelScaleFactors, out_dir: Path, closure: dict | None = None) -> list[Path]:

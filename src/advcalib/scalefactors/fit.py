@@ -62,11 +62,17 @@ def fit_shape(
     """Fit per-flavour shape SFs to the OS-SS templates; see the module docstring for the method.
 
     ``grouping`` fixes the bin groups (the pseudo-experiments reuse the nominal ones);
-    without it the groups are built adaptively from the templates.
+    without it the groups are built adaptively from the templates. Only a fit without
+    ``grouping`` (the central fit) logs an empty region, a single usable group and
+    non-convergence at info or warning level. Refits log them at debug level, because one
+    derivation runs hundreds of refits and the central fit has already reported the condition.
     """
+    central = grouping is None
+    info_level = logging.INFO if central else logging.DEBUG
+    warning_level = logging.WARNING if central else logging.DEBUG
     data = templates.data
     mc, norm = _normalise(data, templates.mc)
-    targets = _targets(templates.regions, data, mc)
+    targets = _targets(templates.regions, data, mc, level=warning_level)
     if grouping is None:
         grouping = build_grouping(data, mc, targets=targets, config=config, levels=levels)
     sf = np.ones(mc.value.shape[1:])
@@ -85,8 +91,8 @@ def fit_shape(
             converged = True
             break
     if not converged:
-        log.warning("shape fit did not converge in %d iterations (chi2 %s)", config.max_iterations, chi2[-3:])
-    fitted = _fitted_bins(sf, data, mc, grouping, targets, config)
+        log.log(warning_level, "shape fit did not converge in %d iterations (chi2 %s)", config.max_iterations, chi2[-3:])
+    fitted = _fitted_bins(sf, data, mc, grouping, targets, config, level=info_level)
     if config.preserve_flavour_yield:
         _preserve_yield(sf, fitted, mc, targets)
     return FitResult(
@@ -141,14 +147,16 @@ def _normalise(data: Yields, mc: Yields) -> tuple[Yields, np.ndarray]:
     return mc.scaled(norm.reshape(-1, *([1] * (mc.value.ndim - 1)))), norm
 
 
-def _targets(regions: tuple[str, ...], data: Yields, mc: Yields) -> list[tuple[int, int]]:
+def _targets(
+    regions: tuple[str, ...], data: Yields, mc: Yields, *, level: int = logging.WARNING
+) -> list[tuple[int, int]]:
     """(region, flavour) index pairs of the populated regions, most pure first."""
     pairs = []
     for r, name in enumerate(regions):
         f = MC_FLAVOURS.index(REGION_TARGET[name])
         total = mc.value[r].sum()
         if total <= 0 or data.value[r].sum() <= 0:
-            log.warning("region '%s' has no OS-SS events; the %s SF stays 1", name, REGION_TARGET[name])
+            log.log(level, "region '%s' has no OS-SS events; the %s SF stays 1", name, REGION_TARGET[name])
             continue
         pairs.append((float(mc.value[r, f].sum() / total), r, f))
     return [(r, f) for _, r, f in sorted(pairs, reverse=True)]
@@ -185,14 +193,14 @@ def _update(sf, region, flavour, data, mc, grouping, config: FitConfig) -> None:
     sf[flavour] = new[labels]
 
 
-def _fitted_bins(sf, data, mc, grouping, targets, config) -> np.ndarray:
+def _fitted_bins(sf, data, mc, grouping, targets, config, *, level: int) -> np.ndarray:
     fitted = np.zeros(sf.shape, dtype=bool)
     for region, flavour in targets:
         ratio = _group_ratio(sf, region, flavour, data, mc, grouping, config)
         good = grouping.usable[flavour] & (ratio > 0)
         if good.sum() == 1 and config.preserve_flavour_yield:
             # One group carries only the normalisation, which the yield preservation removes again.
-            log.info("the %s SF has a single usable bin group; it carries no shape and stays 1", MC_FLAVOURS[flavour])
+            log.log(level, "the %s SF has a single usable bin group; it carries no shape and stays 1", MC_FLAVOURS[flavour])
             sf[flavour] = 1.0
             continue
         fitted[flavour] = good[grouping.labels[flavour]]

@@ -16,8 +16,6 @@ so that correctionlib releases whose schema models predate that field can read i
 from __future__ import annotations
 
 import gzip
-import os
-import tempfile
 from pathlib import Path
 
 import hist
@@ -25,6 +23,7 @@ import numpy as np
 from correctionlib import schemav2
 from correctionlib.convert import from_histogram
 
+from advcalib.atomic import write_bytes_atomic
 from advcalib.histograms import HADRON_FLAVOUR
 from advcalib.scalefactors.templates import MC_FLAVOURS
 
@@ -74,19 +73,12 @@ def correction_set(model: str, corrections: list[schemav2.Correction]) -> schema
 
 
 def write_payload(cset: schemav2.CorrectionSet, path: str | Path) -> Path:
-    """Write ``cset`` as gzipped JSON without the ``$schema`` key, atomically (temporary file, then rename)."""
-    path = Path(path)
+    """Write ``cset`` as gzipped JSON without the ``$schema`` key, atomically (temporary file, then rename).
+
+    ``mtime=0`` in the gzip header makes the file depend on the SFs only, not on when it was written.
+    """
     text = cset.model_dump_json(exclude={"schema_url"}, exclude_none=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as stream:
-            stream.write(text.encode())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes_atomic(path, gzip.compress(text.encode(), mtime=0))
 
 
 def _convert(name, variations, value_axes, *, description, flavour_axis=0) -> schemav2.Correction:

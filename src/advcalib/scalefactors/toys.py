@@ -53,9 +53,14 @@ def toy_scale_factors(
     if n_toys < 2:
         raise ValueError(f"n_toys must be at least 2 to estimate a spread, got {n_toys}")
     rng = np.random.default_rng(seed)
-    results = [fit(vary_templates(templates, rng), grouping=grouping).sf for _ in range(n_toys)]
+    results = [fit(vary_templates(templates, rng), grouping=grouping) for _ in range(n_toys)]
+    not_converged = sum(not result.converged for result in results)
+    if not_converged:
+        # The refits log at debug level only, so the count is reported here once.
+        log.warning("%d of %d pseudo-experiments did not converge; their SFs of the best chi2 are used",
+                    not_converged, n_toys)
     log.debug("ran %d pseudo-experiments", n_toys)
-    return np.stack(results)
+    return np.stack([result.sf for result in results])
 
 
 def statistical_uncertainty(toy_sfs: np.ndarray) -> np.ndarray:

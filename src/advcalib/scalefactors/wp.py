@@ -11,6 +11,16 @@ thresholds are the working points of advcalib.efficiency, moved to the nearest b
 that module does. Each shape-SF variation gives the WP-SF variation of the same name. Where
 the MC efficiency of a flavour is not positive, SF_WP = 1, and negative values are clipped
 to 0.
+
+A flavour with no fitted bin in a WP cell (a (pt, |eta|) bin for BvsAll, the whole map for
+c-tag) keeps SF_WP = 1. Its shape SFs there are 1 +- the unfitted uncertainty. The flat
+stat shift cancels in the efficiency ratio, and the stats1/stats2 tilts of a shape that was
+never measured are arbitrary. So :func:`set_unfitted_uncertainty` sets its statistical
+variations (stat, stats1, stats2) to central +- the unfitted uncertainty.
+
+NOTE: for fitted flavours the stat variation shifts every bin up or down together, so it
+partly cancels in the ratio too and underestimates the WP-SF statistical uncertainty.
+Computing the WP SF from each pseudo-experiment's SFs and taking the spread would measure it.
 """
 
 from __future__ import annotations
@@ -18,6 +28,13 @@ from __future__ import annotations
 import numpy as np
 
 from advcalib.efficiency import WORKING_POINTS, WorkingPoint, nearest_edge
+
+#: Variations that come from the statistical uncertainty, by direction ("up_stat" -> +1).
+STATISTICAL_VARIATIONS: dict[str, float] = {
+    f"{direction}_{name}": sign
+    for name in ("stat", "stats1", "stats2")
+    for direction, sign in (("up", 1.0), ("down", -1.0))
+}
 
 
 def working_points(histogram: str) -> dict[str, WorkingPoint]:
@@ -56,3 +73,27 @@ def wp_scale_factors(mc: np.ndarray, sf: np.ndarray, mask: np.ndarray, *, sum_ax
 def _ratio(numerator: np.ndarray, denominator: np.ndarray, fill: float = 0.0) -> np.ndarray:
     numerator = np.asarray(numerator, dtype=float)
     return np.divide(numerator, denominator, out=np.full_like(numerator, fill), where=np.asarray(denominator) > 0)
+
+
+def unfitted_cells(fitted: np.ndarray, *, sum_axes: tuple[int, ...]) -> np.ndarray:
+    """Boolean [F, *remaining grid axes]: True where a flavour has no fitted bin among the summed axes."""
+    return ~np.asarray(fitted, dtype=bool).any(axis=tuple(a + 1 for a in sum_axes))
+
+
+def set_unfitted_uncertainty(
+    variations: dict[str, dict[str, np.ndarray]], unfitted: np.ndarray, *, uncertainty: float
+) -> dict[str, dict[str, np.ndarray]]:
+    """Copy WP SFs {systematic: {wp: [F, ...]}} with the statistical variations central +- ``uncertainty`` where ``unfitted``.
+
+    Other variations (contam, MC systematics) keep their computed values. The shifted values
+    are clipped at 0, like every SF variation. ``variations`` is not modified.
+    """
+    out = {systematic: dict(per_wp) for systematic, per_wp in variations.items()}
+    for systematic, sign in STATISTICAL_VARIATIONS.items():
+        if systematic not in out:
+            continue
+        for level, values in out[systematic].items():
+            central = variations["central"][level]
+            shifted = np.clip(central + sign * uncertainty, 0.0, None)
+            out[systematic][level] = np.where(unfitted, shifted, values)
+    return out
