@@ -86,6 +86,29 @@ def test_read_branches_present(sample):
     assert missing == []
 
 
+def test_every_cut_table_trigger_written(sample):
+    from advcalib.selections.cuts import CUT_TABLES
+
+    expected = {name for table in CUT_TABLES.values() for name in table["triggers"]}
+    for file in ("dy.root", "data_dy.root", "ttbar_semilep.root"):
+        tree = uproot.open(sample / file)["Events"]
+        missing = sorted(name for name in expected if name not in tree)
+        assert missing == [], file
+
+
+def test_trigger_family_fires_together(sample):
+    from advcalib.selections.cuts import CUT_TABLES
+
+    tree = uproot.open(sample / "ttbar_semilep.root")["Events"]
+    for key, table in CUT_TABLES.items():
+        names = table["triggers"]
+        bits = [tree[name].array(library="np") for name in names]
+        assert bits[0].dtype == np.bool_, key
+        for name, other in zip(names[1:], bits[1:]):
+            np.testing.assert_array_equal(other, bits[0], err_msg=f"{key}: {name}")
+    assert tree["HLT_IsoMu24"].array(library="np").sum() > 0
+
+
 def test_branch_types_match_real_file(sample, real_pfnano):
     ours = uproot.open(sample / "ttbar_semilep.root")["Events"]
     real = uproot.open(real_pfnano)["Events"]

@@ -164,7 +164,15 @@ def test_run_cli_real_files(tmp_path, real_nano_dimuon, real_nano_dy, real_pfnan
     assert set(result["models"]) == {"nominal", "adversarial", STORED_MODEL}
     skipped = {item["dataset"] for item in result["skipped_models"]}
     assert skipped == {"dimuon_2018", "dy"}  # plain NanoAOD: no PF candidates
-    assert "only model 'stored' is filled" in printed
+    for item in result["skipped_models"]:
+        assert "neither input source" in item["reason"]
+        assert "source pfcands lacks" in item["reason"]
+        assert "PFNanoAODSchema" not in item["reason"]
+    assert "only model 'stored' was filled for it" in printed
+    assert "'skipped_models' in hists.coffea" in printed
+    listed = json.loads((out / "manifest.json").read_text())["files"]
+    assert {"hists.coffea", "cutflow.json", "jsd.csv", "efficiency.csv"} <= set(listed)
+    assert sorted(path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file()) == sorted([*listed, "manifest.json"])
 
     cutflow = json.loads((out / "cutflow.json").read_text())
     assert list(cutflow["dy"]["light"]["mm"]) == ["all", "trigger", "two_leptons", "opposite_charge", "mll_window", "ptll", "jet"]
@@ -200,6 +208,138 @@ def test_run_cli_rejects_non_empty_output(tmp_path, capsys):
     assert code == 1
     assert "--force" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "x"
+
+
+# --- the output folder: manifest and --force ------------------------------------------------
+
+
+def fake_steps(*, fail: bool = False) -> tuple:
+    """Steps that write a few files the way a run does, without reading events."""
+
+    def process(state, summary):
+        if fail:
+            raise RuntimeError("unreadable file")
+
+    def save(state, summary):
+        (summary.out / "hists.coffea").write_text("new")
+        (summary.out / "cutflow.json").write_text("{}")
+
+    def plots(state, summary):
+        (summary.out / "plots").mkdir(exist_ok=True)
+        (summary.out / "plots" / "new.png").write_text("new")
+
+    return (("process", process), ("save", save), ("plots", plots))
+
+
+def earlier_run(out: Path) -> None:
+    """An output folder of an earlier run with its manifest and one file the user added."""
+    (out / "plots").mkdir(parents=True)
+    for name in ("hists.coffea", "sf_nominal.json.gz", "plots/old.png"):
+        (out / name).write_text("old")
+    (out / "manifest.json").write_text(json.dumps(
+        {"format": "advcalib-run-manifest", "version": 1, "files": ["hists.coffea", "sf_nominal.json.gz", "plots/old.png"]}))
+    (out / "notes.txt").write_text("mine")
+
+
+@pytest.fixture
+def stored_only_fileset(tmp_path, real_nano_dy) -> Path:
+    return write_fileset(tmp_path / "fileset.json", {"dy": {"files": [str(real_nano_dy)], "metadata": {"is_data": False, "xsec": 1.0}}})
+
+
+def test_run_force_replaces_earlier_run(tmp_path, stored_only_fileset, monkeypatch, caplog, capsys):
+    import advcalib.run
+
+    out = tmp_path / "out"
+    earlier_run(out)
+    monkeypatch.setattr(advcalib.run, "STEPS", fake_steps())
+    code = main(["run", "--fileset", str(stored_only_fileset), "--out", str(out), "--stored-only", "--lumi", "1", "--force"])
+    printed = capsys.readouterr().out
+    assert code == 0
+
+    assert not (out / "sf_nominal.json.gz").exists()
+    assert not (out / "plots" / "old.png").exists()
+    assert (out / "hists.coffea").read_text() == "new"
+    assert (out / "notes.txt").read_text() == "mine"
+    assert "notes.txt" in caplog.text
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["files"] == ["cutflow.json", "hists.coffea", "plots/new.png"]
+
+    assert "hists.coffea" in printed
+    assert "plots/ (1 files)" in printed
+    assert "notes.txt" not in printed
+    assert "sf_nominal" not in printed
+
+
+def test_run_force_without_manifest_removes_nothing(tmp_path, stored_only_fileset, monkeypatch, caplog):
+    import advcalib.run
+    from advcalib.run import RunConfig, run_calibration
+
+    out = tmp_path / "out"
+    earlier_run(out)
+    (out / "manifest.json").unlink()
+    monkeypatch.setattr(advcalib.run, "STEPS", fake_steps())
+    run_calibration(RunConfig(fileset=stored_only_fileset, out=out, models={}, lumi=1.0, force=True))
+    assert (out / "sf_nominal.json.gz").read_text() == "old"
+    assert (out / "plots" / "old.png").read_text() == "old"
+    assert "sf_nominal.json.gz" in caplog.text
+    assert json.loads((out / "manifest.json").read_text())["files"] == ["cutflow.json", "hists.coffea", "plots/new.png"]
+
+
+def test_run_without_force_keeps_earlier_run(tmp_path, stored_only_fileset):
+    from advcalib.run import RunConfig, run_calibration
+
+    out = tmp_path / "out"
+    earlier_run(out)
+    with pytest.raises(FileExistsError, match="--force"):
+        run_calibration(RunConfig(fileset=stored_only_fileset, out=out, models={}, lumi=1.0))
+    assert (out / "sf_nominal.json.gz").read_text() == "old"
+    assert (out / "manifest.json").is_file()
+
+
+def test_run_bad_model_creates_no_folder(tmp_path, stored_only_fileset):
+    from advcalib.run import RunConfig, run_calibration
+
+    out = tmp_path / "out"
+    with pytest.raises((FileNotFoundError, ValueError)):
+        run_calibration(RunConfig(fileset=stored_only_fileset, out=out, models={"x": str(tmp_path / "missing.pt")}, lumi=1.0))
+    assert not out.exists()
+
+
+def test_run_bad_model_keeps_earlier_run(tmp_path, stored_only_fileset):
+    from advcalib.run import RunConfig, run_calibration
+
+    out = tmp_path / "out"
+    earlier_run(out)
+    with pytest.raises((FileNotFoundError, ValueError)):
+        run_calibration(RunConfig(fileset=stored_only_fileset, out=out, models={"x": str(tmp_path / "missing.pt")},
+                                  lumi=1.0, force=True))
+    assert (out / "sf_nominal.json.gz").read_text() == "old"
+    assert (out / "manifest.json").is_file()
+
+
+def test_prepare_output_keep_not_warned(tmp_path, caplog):
+    from advcalib.run import prepare_output
+
+    out = tmp_path / "out"
+    earlier_run(out)
+    (out / "sample").mkdir()
+    prepare_output(out, force=True, keep=(out / "sample",))
+    assert (out / "sample").is_dir()
+    assert not (out / "hists.coffea").exists()
+    assert not (out / "manifest.json").exists()
+    assert "notes.txt" in caplog.text
+    assert "sample" not in caplog.text
+
+
+def test_run_failed_process_removes_new_folder(tmp_path, stored_only_fileset, monkeypatch):
+    import advcalib.run
+    from advcalib.run import RunConfig, run_calibration
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(advcalib.run, "STEPS", fake_steps(fail=True))
+    with pytest.raises(RuntimeError, match="unreadable"):
+        run_calibration(RunConfig(fileset=stored_only_fileset, out=out, models={}, lumi=1.0))
+    assert not out.exists()
 
 
 # --- the generated demo sample: truth and JSD --------------------------------------------------

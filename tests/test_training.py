@@ -240,6 +240,59 @@ def test_train_command(tiny_fileset, tmp_path):
     assert (out / "input_cache").is_dir()
 
 
+def stale_training(out: Path) -> None:
+    """A training folder of an earlier run: two epochs, best.pt and a file of the user."""
+    out.mkdir()
+    for name in ("epoch_001.pt", "epoch_001.state.pt", "epoch_002.pt", "epoch_002.state.pt", "best.pt"):
+        (out / name).write_bytes(b"earlier run")
+    (out / "notes.txt").write_text("mine")
+
+
+def test_train_rejects_folder_with_checkpoints(tmp_path, capsys):
+    from advcalib.cli import main
+
+    out = tmp_path / "run"
+    stale_training(out)
+    code = main(["train", str(tmp_path / "missing.root"), "--out", str(out), "--epochs", "1", "--no-progress"])
+    error = capsys.readouterr().err
+    assert code == 1
+    assert str(out) in error
+    assert "--force" in error
+    assert "--resume" in error
+    assert (out / "best.pt").read_bytes() == b"earlier run"
+    assert (out / "epoch_002.pt").read_bytes() == b"earlier run"
+
+
+def test_train_force_replaces_checkpoints(tiny_fileset, tmp_path):
+    from advcalib.cli import main
+
+    out = tmp_path / "run"
+    stale_training(out)
+    code = main([
+        "train", str(tiny_fileset), "--out", str(out), "--epochs", "1", "--batch-size", "64",
+        "--max-jets", "200", "--no-cache", "--no-progress", "--force",
+    ])
+    assert code == 0
+    assert not (out / "epoch_002.pt").exists()
+    assert not (out / "epoch_002.state.pt").exists()
+    _, info = load_checkpoint(out / "best.pt")
+    assert info["metadata"]["epoch"] == 1
+    _, info = load_checkpoint(out / "epoch_001.pt")
+    assert info["metadata"]["epoch"] == 1
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_train_force_and_resume_exclusive(tmp_path, capsys):
+    from advcalib.cli import main
+
+    out = tmp_path / "run"
+    stale_training(out)
+    code = main(["train", str(tmp_path / "x.root"), "--out", str(out), "--force", "--resume", str(out / "epoch_002.pt")])
+    assert code == 2
+    assert "exclude each other" in capsys.readouterr().err
+    assert (out / "epoch_002.pt").read_bytes() == b"earlier run"
+
+
 def test_deepcsv_training_runs(tmp_path):
     from advcalib.models import DeepCSV
 

@@ -1,12 +1,13 @@
 """A calibration run as a list of steps: process, normalise, save, then the derived outputs.
 
 :data:`STEPS` names them in order. ``process`` runs :class:`CalibrationProcessor` over
-the fileset with coffea's Runner, ``normalise`` scales simulation to cross-section times
-luminosity over the sum of generator weights, ``save`` writes ``hists.coffea`` and
-``cutflow.json``. The steps after it (JSD, efficiencies, scale factors, plots) each read
-the saved result. An error in one of these later steps is logged with its
+the fileset with :func:`advcalib.scaleout.run_processor`, ``normalise`` scales simulation to
+cross-section times luminosity over the sum of generator weights, ``save`` writes
+``hists.coffea`` and ``cutflow.json``. The steps after it (JSD, efficiencies, scale factors,
+plots) each read the saved result. An error in one of these later steps is logged with its
 traceback and listed in ``failed_steps``, and the other steps still run, because
-``hists.coffea`` is already written and each step can be redone from it.
+``hists.coffea`` is already written and each step can be redone from it. The run ends by
+writing ``manifest.json``, the list of files it wrote (see :mod:`advcalib.manifest`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from coffea.util import save
 from pydantic import BaseModel, ConfigDict, Field
 
-from advcalib import divergence, efficiency, plotting, scalefactors
+from advcalib import divergence, efficiency, manifest, plotting, scalefactors
 from advcalib.fileset import Dataset, coffea_fileset, load_fileset
 from advcalib.processor import DEFAULT_MODELS, STORED_MODEL, CalibrationProcessor, cached_tagger
 from advcalib.scaleout import FAILED_FILES_KEY, ExecutorOptions, run_processor
@@ -64,26 +65,56 @@ class RunSummary:
     jsd: dict[str, Any] | None = None
 
 
-def prepare_output(out: Path, *, force: bool) -> None:
-    """Create ``out``; a non-empty existing folder is rejected unless ``force``."""
+def check_output(out: Path, *, force: bool) -> None:
+    """Raise ``FileExistsError`` unless ``out`` is new, an empty folder, or ``force`` is set; changes nothing."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"output {out} exists and is not a folder; choose another --out")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise FileExistsError(f"output folder {out} is not empty; choose another --out or pass --force to overwrite")
+        raise FileExistsError(
+            f"output folder {out} is not empty; choose another --out, or pass --force to replace "
+            f"the files that the earlier run listed in {manifest.MANIFEST_NAME}"
+        )
+
+
+def prepare_output(out: Path, *, force: bool, keep: Sequence[Path] = ()) -> None:
+    """Create ``out``; with ``force``, first remove the files of the earlier run in it.
+
+    The earlier run's files are those listed in ``out/manifest.json`` (see
+    :mod:`advcalib.manifest`). Every other entry is left in place and named in a warning,
+    except the entries in ``keep`` (such as an input folder inside ``out``). Without a
+    manifest nothing is removed. A non-empty folder without ``force`` raises
+    ``FileExistsError`` and nothing is removed.
+    """
+    check_output(out, force=force)
+    if out.is_dir():
+        removed = manifest.remove_listed(out)
+        if removed:
+            logger.info("removed %d files of the earlier run in %s", len(removed), out)
+        kept = {path.resolve() for path in keep}
+        left = sorted(entry.name for entry in out.iterdir() if entry.resolve() not in kept)
+        if left:
+            logger.warning("%s contains %d entries that no %s lists, left in place and not part of this run: %s",
+                           out, len(left), manifest.MANIFEST_NAME, ", ".join(left))
     out.mkdir(parents=True, exist_ok=True)
 
 
 def run_calibration(config: RunConfig) -> RunSummary:
-    """Run every step of :data:`STEPS` and return the summary."""
-    prepare_output(config.out, force=config.force)
+    """Run every step of :data:`STEPS` and return the summary.
+
+    The fileset, the luminosity and every model are checked before the output folder is
+    created or cleared, so a run that fails on them leaves the folder as it was.
+    """
+    check_output(config.out, force=config.force)
     datasets = calibration_datasets(load_fileset(config.fileset))
     resolve_lumi(datasets, config.lumi)  # a missing luminosity fails before any event is read
     for name, source in config.models.items():
         logger.info("model %s: %s", name, source)
         cached_tagger(source, config.device)  # fails here, before any event is read
+    created = not config.out.exists()
+    prepare_output(config.out, force=config.force, keep=(config.fileset.parent,))
     summary = RunSummary(out=config.out)
     state: dict[str, Any] = {"config": config, "datasets": datasets}
-    _run_steps(STEPS, state, summary)
+    _run_recorded(STEPS, state, summary, created=created)
     return summary
 
 
@@ -94,11 +125,33 @@ def finish(result: dict[str, Any], out_dir: str | Path) -> RunSummary:
     of several jobs end up with the same files as a single run.
     """
     out = Path(out_dir)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     summary = RunSummary(out=out, result=result)
     names = [name for name, _ in STEPS]
-    _run_steps(STEPS[names.index("save"):], {"result": result}, summary)
+    _run_recorded(STEPS[names.index("save"):], {"result": result}, summary, created=created)
     return summary
+
+
+def _run_recorded(steps: Sequence[tuple[str, StepFunction]], state: dict[str, Any], summary: RunSummary, *, created: bool) -> None:
+    """Run ``steps``, then list the files they wrote in ``summary.files`` and the manifest.
+
+    When a required step raises before anything is written, a folder that this run
+    created is removed again instead of being left empty.
+    """
+    before = manifest.snapshot(summary.out)
+    try:
+        _run_steps(steps, state, summary)
+    except BaseException:
+        written = manifest.written_since(summary.out, before)
+        if written or not created:
+            manifest.write_manifest(summary.out, written, failed_steps=summary.failed_steps)
+        elif not any(summary.out.iterdir()):
+            summary.out.rmdir()
+        raise
+    written = manifest.written_since(summary.out, before)
+    summary.files = [summary.out / name for name in written]
+    manifest.write_manifest(summary.out, written, failed_steps=summary.failed_steps)
 
 
 def _run_steps(steps: Sequence[tuple[str, StepFunction]], state: dict[str, Any], summary: RunSummary) -> None:

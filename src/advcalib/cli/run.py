@@ -39,7 +39,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--stored-only", action="store_true", help=f"fill only model '{STORED_MODEL}'; no tagger is run")
     parser.add_argument("--device", default=None, help="torch device of the taggers (default: CUDA when available)")
-    parser.add_argument("--force", action="store_true", help="write into a non-empty output folder")
+    parser.add_argument("--force", action="store_true",
+                        help="write into a non-empty output folder after removing the files that its manifest.json lists")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_scaleout_arguments(parser)
 
@@ -91,13 +92,13 @@ def run_command(args: argparse.Namespace) -> int:
 def demo_command(args: argparse.Namespace) -> int:
     from advcalib.generate import generate
     from advcalib.processor import cached_tagger
-    from advcalib.run import prepare_output, run_calibration
+    from advcalib.run import check_output, run_calibration
 
     start = time.perf_counter()
     try:
         for source in parse_models(args.model, stored_only=args.stored_only).values():
             cached_tagger(source, args.device)  # a missing model fails before the sample is generated
-        prepare_output(args.out, force=args.force)
+        check_output(args.out, force=args.force)  # the run clears the folder after the sample is generated
         print(f"generating the demo sample in {args.out / 'sample'} ...")
         fileset = generate("demo", args.out / "sample", seed=args.seed, events=args.events)
         config = _config(args, Path(fileset)).model_copy(update={"force": True})
@@ -117,15 +118,25 @@ def _report(summary) -> None:
         print("Jensen-Shannon divergence between data and MC (OS-SS):")
         print(format_markdown(summary.jsd))
     for item in summary.result.get("skipped_models", []):
-        print(f"note: {item['file']} ({item['dataset']}): no DeepJet inputs in the file, so only model '{STORED_MODEL}' "
-              "is filled (missing branches: 'skipped_models' in hists.coffea)")
+        print(f"note: file {item['file']} of dataset {item['dataset']} has no DeepJet inputs, so only model "
+              f"'{STORED_MODEL}' was filled for it. The missing branches are listed under 'skipped_models' in hists.coffea.")
     for path, reasons in summary.result.get("failed_files", {}).items():
         print(f"skipped file {path}: {reasons}")
     for step, reason in summary.failed_steps.items():
         print(f"step {step} failed: {reason} (see the log above; redo it from hists.coffea)")
-    print(f"outputs in {summary.out}:")
-    for path in sorted(summary.out.iterdir()):
-        if path.is_dir():
-            print(f"  {path.name}/ ({sum(1 for _ in path.rglob('*') if _.is_file())} files)")
+    _print_outputs(summary)
+
+
+def _print_outputs(summary) -> None:
+    from advcalib.manifest import MANIFEST_NAME
+
+    folders: dict[str, int] = {}
+    print(f"outputs of this run in {summary.out} (listed in {MANIFEST_NAME}):")
+    for path in summary.files:
+        parts = path.relative_to(summary.out).parts
+        if len(parts) == 1:
+            print(f"  {parts[0]}")
         else:
-            print(f"  {path.name}")
+            folders[parts[0]] = folders.get(parts[0], 0) + 1
+    for name, count in sorted(folders.items()):
+        print(f"  {name}/ ({count} files)")

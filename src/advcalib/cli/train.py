@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--restrict-impact", type=float, help="cap each shift at this fraction of |x| (e.g. 0.2)")
     parser.add_argument("--track-epsilon", type=float, default=0.01, help="FGSM epsilon of the per-epoch robustness check")
 
-    parser.add_argument("--resume", type=Path, help="epoch_NNN.pt of an interrupted run with the same settings")
+    parser.add_argument("--resume", type=Path, help="epoch_NNN.pt of an interrupted run with the same settings; continues in OUT")
+    parser.add_argument("--force", action="store_true",
+                        help="remove the checkpoints and history of an earlier run in OUT, then train from scratch")
 
     parser.add_argument("--preset", default="full", help="generator preset of the synthetic sample (no INPUT; default full)")
     parser.add_argument("--events", type=int, default=100_000, help="generated events of the largest synthetic dataset (no INPUT)")
@@ -150,8 +153,19 @@ def _write_scan(out_dir: Path, results: dict[float, list[dict]]) -> Path:
 def run(args: argparse.Namespace) -> int:
     from advcalib.attacks import feature_scales
     from advcalib.training import split_sample
+    from advcalib.training.checkpoints import prepare_training_folder
     from advcalib.training.dataset import load_sample
 
+    if args.force and args.resume is not None:
+        print("advcalib train: error: --force and --resume exclude each other; --resume continues the run in OUT", file=sys.stderr)
+        return 2
+    try:
+        removed = prepare_training_folder(args.out, force=args.force, resume=args.resume)
+    except FileExistsError as error:
+        print(f"advcalib train: error: {error}", file=sys.stderr)
+        return 1
+    if removed:
+        print(f"removed {len(removed)} checkpoint and history files of the earlier run in {args.out}")
     if args.threads:
         torch.set_num_threads(args.threads)
     config = _config(args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from advcalib.generate.table import Table
+from advcalib.selections.cuts import CUT_TABLES
 
 #: MET filter flags written to every event (NanoAOD ``Flag_*``).
 FLAGS = (
@@ -43,26 +44,40 @@ def _count(table: Table, mask: np.ndarray, n: int) -> np.ndarray:
 
 
 def triggers(rng: np.random.Generator, muons: Table, electrons: Table, n: int) -> dict[str, np.ndarray]:
-    """HLT bits from the reconstructed leptons with per-leg efficiencies of 90-95 %."""
+    """HLT bits of every trigger in the selections' cut tables, from the reconstructed leptons.
+
+    Each leg fires with an efficiency of 92-94 %. The trigger names come from the
+    ``triggers`` cut of :data:`advcalib.selections.cuts.CUT_TABLES`, so a generated file
+    has every path a selection asks for. All paths of one family (the triggers of one
+    channel) fire on the same condition, because the selections take the OR of a family
+    and the sample needs no per-path difference. For example ``HLT_IsoMu27`` fires like
+    ``HLT_IsoMu24``.
+    """
     mu_iso = muons["iso"] < 0.2
     mu_loose = muons["iso"] < 0.4
     el_iso = electrons["iso"] < 0.2
     mu_eff = rng.random(len(muons["pt"])) < 0.94
     el_eff = rng.random(len(electrons["pt"])) < 0.92
-    single_mu24 = _count(muons, mu_iso & mu_eff & (muons["pt"] > 24), n) > 0
-    single_mu27 = _count(muons, mu_iso & mu_eff & (muons["pt"] > 27), n) > 0
-    single_e32 = _count(electrons, el_iso & el_eff & (electrons["pt"] > 32), n) > 0
     mu17 = _count(muons, mu_loose & mu_eff & (muons["pt"] > 17), n)
     mu8 = _count(muons, mu_loose & mu_eff & (muons["pt"] > 8), n)
     e23 = _count(electrons, el_iso & el_eff & (electrons["pt"] > 23), n)
     e12 = _count(electrons, el_iso & el_eff & (electrons["pt"] > 12), n)
     mu23 = _count(muons, mu_loose & mu_eff & (muons["pt"] > 23), n)
-    return {
-        "HLT_IsoMu24": single_mu24, "HLT_IsoMu27": single_mu27, "HLT_Ele32_WPTight_Gsf": single_e32,
-        "HLT_Mu17_TrkIsoVVL_Mu8_TrkIsoVVL_DZ_Mass8": (mu17 >= 1) & (mu8 >= 2),
-        "HLT_Ele23_Ele12_CaloIdL_TrackIdL_IsoVL_DZ": (e23 >= 1) & (e12 >= 2),
-        "HLT_Mu23_TrkIsoVVL_Ele12_CaloIdL_TrackIdL_IsoVL_DZ": (mu23 >= 1) & (e12 >= 1),
+    by_channel = {
+        "mm": (mu17 >= 1) & (mu8 >= 2),
+        "ee": (e23 >= 1) & (e12 >= 2),
+        "m": _count(muons, mu_iso & mu_eff & (muons["pt"] > 24), n) > 0,
+        "e": _count(electrons, el_iso & el_eff & (electrons["pt"] > 32), n) > 0,
+        "emu": (mu23 >= 1) & (e12 >= 1),
     }
+    bits: dict[str, np.ndarray] = {}
+    for (selection, channel), table in CUT_TABLES.items():
+        if channel not in by_channel:
+            raise KeyError(f"cut table {selection}/{channel} has triggers the generator cannot fire; "
+                           f"add a firing condition for channel {channel!r} to advcalib.generate.events.triggers")
+        for name in table["triggers"]:
+            bits[name] = by_channel[channel]
+    return bits
 
 
 def filters(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:

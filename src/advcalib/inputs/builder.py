@@ -90,10 +90,15 @@ def choose_source(events: ak.Array, source: str = "auto") -> str:
             return name
         problems[name] = missing
     details = "; ".join(
-        f"source {name} lacks {len(m)} branches ({', '.join(m[:4])}{', ...' if len(m) > 4 else ''})"
+        f"source {name} lacks {len(m)} branches: {', '.join(m[:4])}{', ...' if len(m) > 4 else ''}"
         for name, m in problems.items()
     )
-    raise KeyError(f"cannot build DeepJet inputs: {details}. Read a PFNano file with PFNanoAODSchema")
+    if len(problems) > 1:
+        raise KeyError(
+            f"cannot build DeepJet inputs because the file has the branches of neither input source ({details}). "
+            "Use a PFNano file with stored Jet_DeepJet_* inputs or with jet PF candidates"
+        )
+    raise KeyError(f"cannot build DeepJet inputs because the file lacks branches of the requested source ({details})")
 
 
 def sanitize(array: np.ndarray, group: spec.InputGroup) -> tuple[np.ndarray, int]:

@@ -16,6 +16,9 @@ from advcalib.training.config import TrainConfig
 #: Settings that may differ between the interrupted and the resumed run.
 RESUMABLE_CHANGES = frozenset({"epochs"})
 
+#: Files a training run writes into its folder, and into each ``eps_*`` folder of an epsilon scan.
+TRAINING_OUTPUTS = ("best.pt", "epoch_*.pt", "robustness_per_epoch.csv", "robustness_per_epoch.png")
+
 
 @dataclass
 class ResumeState:
@@ -94,3 +97,45 @@ def load_resume_state(
         scheduler=payload["scheduler"],
     )
     return state, info["feature_scales"]
+
+
+def training_outputs(out_dir: Path) -> list[Path]:
+    """Return the checkpoints and history files of earlier training runs in ``out_dir``.
+
+    Covers ``out_dir`` itself, each ``eps_*`` folder of an epsilon scan and the scan's
+    ``epsilon_scan.csv``. The input cache and the synthetic sample are not outputs of a
+    run and are not returned.
+    """
+    folders = [out_dir, *sorted(path for path in out_dir.glob("eps_*") if path.is_dir())]
+    found = {path for folder in folders for pattern in TRAINING_OUTPUTS for path in folder.glob(pattern)}
+    found.update(out_dir.glob("epsilon_scan.csv"))
+    return sorted(path for path in found if path.is_file())
+
+
+def prepare_training_folder(out_dir: Path, *, force: bool, resume: Path | None) -> list[Path]:
+    """Check that training may write into ``out_dir``; with ``force``, remove the earlier run's outputs.
+
+    A folder that holds checkpoints is rejected unless ``resume`` is given, which
+    continues in place, or ``force``, which removes the earlier checkpoints and history
+    files first, so no epoch of the earlier run stays beside the new ones. The input
+    cache and the synthetic sample are kept. Returns the removed files.
+
+    Raises:
+        FileExistsError: when ``out_dir`` holds checkpoints and neither option is set.
+    """
+    if resume is not None:
+        return []
+    earlier = training_outputs(out_dir) if out_dir.is_dir() else []
+    if not earlier:
+        return []
+    if not force:
+        names = ", ".join(path.relative_to(out_dir).as_posix() for path in earlier[:4])
+        more = f" and {len(earlier) - 4} more" if len(earlier) > 4 else ""
+        raise FileExistsError(
+            f"training folder {out_dir} already contains checkpoints of an earlier run ({names}{more}); "
+            "choose another --out, pass --resume OUT/epoch_NNN.pt to continue that run, "
+            "or pass --force to remove them and train from scratch"
+        )
+    for path in earlier:
+        path.unlink()
+    return earlier
