@@ -286,6 +286,20 @@ def test_missing_region_keeps_unit_sf():
     assert fit.fitted[2].any()
 
 
+def test_refit_keeps_flavour_without_groups():
+    single = exact_two_flavour_result(np.ones_like(X), np.ones_like(X))
+    central = ctag.fit(ctag.read_templates(single, model="m", systematic="nominal"), config=FitConfig())
+    assert (central.grouping.labels[0] == -1).all()
+    # A pseudo-experiment can put entries into the region that was empty in the central fit.
+    hists = single["hists"]
+    set_bins(hists, selection="bottom", flavour="b", values=50.0 * C_SHAPE)
+    set_bins(hists, selection="bottom", flavour="data", values=60.0 * C_SHAPE)
+    refit = ctag.fit(ctag.read_templates(single, model="m", systematic="nominal"),
+                     config=FitConfig(), grouping=central.grouping)
+    np.testing.assert_array_equal(refit.sf[0], 1.0)
+    assert not refit.fitted[0].any()
+
+
 def test_derive_scale_factors_writes_outputs(tmp_path):
     result = toy_result(ToySample(n_data=3000))
     del result["truth_hists"]

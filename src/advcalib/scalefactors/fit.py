@@ -75,6 +75,9 @@ def fit_shape(
     targets = _targets(templates.regions, data, mc, level=warning_level)
     if grouping is None:
         grouping = build_grouping(data, mc, targets=targets, config=config, levels=levels)
+    # A refit reuses the central fit's groups: a flavour that had no groups there (its
+    # region was empty) stays at 1 even if a pseudo-experiment gives the region entries.
+    targets = [(region, flavour) for region, flavour in targets if grouping.labels[flavour].max() >= 0]
     sf = np.ones(mc.value.shape[1:])
     chi2 = [global_chi2(data, mc, sf, targets=targets, contamination_scale=config.contamination_scale)]
     converged = False
