@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import awkward as ak
@@ -39,9 +40,16 @@ from advcalib.preflight import (
 )
 from advcalib.processor import CalibrationProcessor
 from advcalib.resume import CHUNK_DIR, ResumableProcessor, ResumeError, configuration_fingerprint
-from advcalib.selections import default_selections, make_selection
+from advcalib.selections import Selection, default_selections, make_selection
+from advcalib.selections.cuts import Cut, CutTable, SelectionSteps
 
 torch.set_num_threads(1)
+
+# The slimmed copies drop branches that coffea's schema links but advcalib never reads.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Missing cross-reference:RuntimeWarning"),
+    pytest.mark.filterwarnings("ignore:Missing event_ids:RuntimeWarning"),
+]
 
 TRIGGERS = sorted({t for s in default_selections() if "triggers" in s.cuts.names() for t in s.cuts["triggers"]})
 ELECTRON_ID = ["Electron_mvaFall17V2Iso_WP80", "Electron_cutBased"]
@@ -53,6 +61,15 @@ RUN_BRANCHES = sorted(
         *ELECTRON_ID, *STORED, "PSWeight",
     }
 )
+
+
+def first_jet(events, cuts, channel) -> SelectionSteps:
+    """Test selection: every event with a jet, probe = Jet[0]; the real selections keep none of the PFNano events."""
+    has_jet = ak.num(events.Jet, axis=1) > 0
+    return SelectionSteps(steps={"jet": has_jet}, probe=ak.zeros_like(has_jet, dtype=np.int64), osss=1)
+
+
+ANY_JET = Selection(name="bottom", channel="emu", cuts=CutTable((Cut("jet_pt", 20.0, "unused"),)), function=first_jet)
 
 
 # --- helpers that write broken copies of real files -------------------------------------------
@@ -163,6 +180,22 @@ def test_run3_names_give_same_inputs(tmp_path, pfnano_slim):
     report = check_fileset(load_fileset(write_fileset(tmp_path / "fs.json", {"run3": mc(run3)})))
     assert not report.errors
     assert report.headers[str(run3)].renamed["PFCand_pt"] == "PFCands_pt"
+
+
+def test_run3_names_same_histograms(tmp_path, pfnano_slim, random_checkpoint):
+    run3 = rewrite(pfnano_slim, tmp_path / "run3.root", rename=run3_name)
+    outputs = []
+    for path, schema in ((pfnano_slim, PFNanoAODSchema), (run3, AliasedPFNanoAODSchema)):
+        fileset = {"ttbar": {"files": {str(path): "Events"}, "metadata": {"is_data": False, "xsec": 1.0}}}
+        instance = CalibrationProcessor(models={"random": str(random_checkpoint)}, selections=[ANY_JET])
+        runner = processor.Runner(executor=processor.IterativeExecutor(), schema=schema)
+        outputs.append(runner(fileset, instance))
+    original, renamed = outputs
+    assert not renamed["skipped_models"]
+    assert renamed["cutflow"] == original["cutflow"]
+    assert original["hists"]["BvsL"][{"model": "random"}].sum(flow=True).value != 0
+    for name, h in original["hists"].items():
+        np.testing.assert_array_equal(renamed["hists"][name].view(flow=True)["value"], h.view(flow=True)["value"], err_msg=name)
 
 
 # --- unreadable, truncated and empty files -----------------------------------------------------
@@ -281,10 +314,13 @@ def test_events_without_jets_or_candidates(tmp_path, pfnano_slim, random_checkpo
     rows = np.isin(inputs.event_index, [3, 4, 5])
     assert rows.any()
     assert np.all(inputs.cpf[rows] == 0)
-    everything = [make_selection("light", "mm"), make_selection("bottom", "emu")]
-    out = CalibrationProcessor(models={"random": str(random_checkpoint)}, selections=everything).process(events)
-    assert out["n_events"] == {"ttbar": len(events)}
-    assert out["cutflow"]["ttbar"]["light"]["mm"]["all"] == len(events)
+    out = CalibrationProcessor(models={"random": str(random_checkpoint)}, selections=[ANY_JET]).process(events)
+    n_with_jets = int(np.sum(ak.to_numpy(ak.num(events.Jet, axis=1)) > 0))
+    assert out["cutflow"]["ttbar"]["bottom"]["emu"] == {"all": len(events), "jet": n_with_jets}
+    filled = out["hists"]["probe_pt"][{"model": "random", "systematic": "nominal"}].sum(flow=True).value
+    assert filled == pytest.approx(float(np.sum(ak.to_numpy(events.genWeight)[ak.to_numpy(ak.num(events.Jet, axis=1)) > 0])))
+    everything = CalibrationProcessor(models={"random": str(random_checkpoint)}).process(events)
+    assert everything["cutflow"]["ttbar"]["light"]["mm"]["all"] == len(events)
 
 
 # --- missing branches and triggers -------------------------------------------------------------
@@ -312,7 +348,6 @@ def test_missing_deepjet_inputs(tmp_path, real_nano_dy, pfnano_slim):
     assert "JetPFCands_jetIdx" in error.message
     assert "--stored-only" in error.message
     assert report.input_sources == {str(pfnano_slim): "pfcands"}
-    assert not check_fileset(datasets, need_deepjet_inputs=False).errors
     warned = check_fileset(datasets, missing_inputs="warn")
     assert not warned.errors
     assert any("DeepJet inputs" in finding.message for finding in warned.warnings)
@@ -422,6 +457,25 @@ def test_torchscript_wrong_shape_rejected(tmp_path):
         load_tagger(path)
 
 
+def test_onnx_wrong_input_shape_rejected(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from advcalib.models import load_tagger
+
+    shapes = {"input_1": [15], "input_2": [25, 10], "input_3": [25, 6], "input_4": [4, 12], "input_5": [1]}
+    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", *shape]) for name, shape in shapes.items()]
+    output = helper.make_tensor_value_info("ID_pred/Softmax:0", TensorProto.FLOAT, ["N", 6])
+    weights = numpy_helper.from_array(np.zeros((15, 6), dtype=np.float32), "weights")
+    nodes = [helper.make_node("MatMul", ["input_1", "weights"], ["logits"]),
+             helper.make_node("Softmax", ["logits"], ["ID_pred/Softmax:0"], axis=1)]
+    graph = helper.make_graph(nodes, "wrong_cpf", inputs, [output], initializer=[weights])
+    path = tmp_path / "wrong_cpf.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    with pytest.raises(ValueError, match=r"wrong_cpf.onnx is not a DeepJet ONNX network.*input_2 \[N, 25, 10\], expected \[N, 25, 16\]"):
+        load_tagger(path)
+
+
 def test_output_folder_kept_without_force(tmp_path):
     from advcalib.run import prepare_output
 
@@ -441,6 +495,16 @@ def test_atomic_save_keeps_old_file(tmp_path):
         save_atomic({"value": (x for x in range(3))}, target)
     assert load(target) == {"value": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["hists.coffea"]
+
+
+def test_atomic_files_readable_like_open(tmp_path):
+    from advcalib.atomic import FILE_MODE, write_json_atomic
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    written = write_json_atomic(tmp_path / "report.json", {"a": 1})
+    assert written.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == FILE_MODE
+    assert json.loads(written.read_text()) == {"a": 1}
 
 
 # --- resume and reproducibility -----------------------------------------------------------------
@@ -577,8 +641,9 @@ def test_damaged_basket_named(tmp_path, run_fileset, skip):
 
 def test_same_chunks_same_bits_any_executor(tmp_path, run_fileset):
     iterative, _ = run_resumable(run_fileset, tmp_path / "a", light_processor(), chunksize=20)
+    # Two worker threads finish the chunks in any order; worker processes would add only start-up time.
     futures, _ = run_resumable(run_fileset, tmp_path / "b", light_processor(), chunksize=20,
-                               executor=processor.FuturesExecutor(workers=2, status=False))
+                               executor=processor.FuturesExecutor(workers=2, pool=ThreadPoolExecutor, status=False))
     assert_same_hists(iterative, futures)
 
 
@@ -593,3 +658,68 @@ def test_chunk_size_changes_only_rounding(tmp_path, run_fileset):
             want = other[{"dataset": dataset}].view(flow=True)
             np.testing.assert_allclose(got["value"], want["value"], rtol=1e-12, atol=0, err_msg=name)
             np.testing.assert_allclose(got["variance"], want["variance"], rtol=1e-12, atol=0, err_msg=name)
+
+
+# --- the whole run: preflight, resume and the run report -----------------------------------------
+
+
+@pytest.fixture
+def quick_run(monkeypatch):
+    """Runs with the light/mm selection and without the steps after ``save``, to keep the tests short."""
+    from advcalib import run
+
+    light_only = lambda **options: CalibrationProcessor(selections=[make_selection("light", "mm")], **options)  # noqa: E731
+    monkeypatch.setattr(run, "CalibrationProcessor", light_only)
+    monkeypatch.setattr(run, "STEPS", tuple(step for step in run.STEPS if step[0] in run.REQUIRED_STEPS))
+    return run.run_calibration
+
+
+def run_config(fileset_path: Path, out: Path, **options):
+    from advcalib.run import RunConfig
+    from advcalib.scaleout import ExecutorOptions
+
+    scaleout = ExecutorOptions(executor="iterative", chunksize=20, retries=0, status=False)
+    return RunConfig(fileset=fileset_path, out=out, models={}, scaleout=scaleout, lumi=1.0, **options)
+
+
+def test_run_resumes_after_failure(tmp_path, run_fileset, quick_run):
+    run_calibration = quick_run
+    dy, data = Path(next(iter(run_fileset["dy"]["files"]))), Path(next(iter(run_fileset["data"]["files"])))
+    fileset = {"dy": {"files": [str(dy)], "metadata": run_fileset["dy"]["metadata"]}}
+    broken = tmp_path / "data.root"
+    damage_basket(data, broken, "Muon_pt")
+    fileset["data"] = {"files": [str(broken)], "metadata": run_fileset["data"]["metadata"]}
+    fileset_path = write_fileset(tmp_path / "fileset.json", fileset)
+
+    full = run_calibration(run_config(write_fileset(tmp_path / "good.json", {**fileset, "data": run_fileset["data"]}), tmp_path / "full"))
+    with pytest.raises(Exception, match="data.root"):
+        run_calibration(run_config(fileset_path, tmp_path / "out"))
+    assert len(list((tmp_path / "out" / CHUNK_DIR).glob("*.coffea"))) == 2  # the DY chunks finished
+    with pytest.raises(FileExistsError, match="--force"):
+        run_calibration(run_config(fileset_path, tmp_path / "out"))
+
+    shutil.copyfile(data, broken)  # the file is repaired in place
+    resumed = run_calibration(run_config(fileset_path, tmp_path / "out", resume=True))
+    report = json.loads((tmp_path / "out" / "run_report.json").read_text())
+    assert report["chunks"] == {"chunks": 4, "reused": 2, "processed": 2}
+    assert not (tmp_path / "out" / CHUNK_DIR).exists()
+    assert resumed.result["cutflow"] == full.result["cutflow"]
+    for name, h in full.result["hists"].items():
+        np.testing.assert_array_equal(h.view(flow=True)["value"], resumed.result["hists"][name].view(flow=True)["value"])
+
+
+def test_run_report_lists_skipped_file(tmp_path, run_fileset, quick_run):
+    run_calibration = quick_run
+    garbage = tmp_path / "garbage.root"
+    garbage.write_bytes(b"garbage" * 100)
+    fileset = {**run_fileset, "data": {**run_fileset["data"], "files": {**run_fileset["data"]["files"], str(garbage): "Events"}}}
+    config = run_config(write_fileset(tmp_path / "fileset.json", fileset), tmp_path / "out")
+    with pytest.raises(PreflightError, match="garbage.root cannot be read"):
+        run_calibration(config)
+    assert not (tmp_path / "out" / "hists.coffea").exists()
+    skipping = config.model_copy(update={"scaleout": config.scaleout.model_copy(update={"skip_bad_files": True})})
+    summary = run_calibration(skipping)
+    report = json.loads((tmp_path / "out" / "run_report.json").read_text())
+    assert list(report["failed_files"]) == [str(garbage)]
+    assert list(summary.result["failed_files"]) == [str(garbage)]
+    assert report["sanitized_inputs"] == {"data": 0, "dy": 0}  # no tagger ran, so nothing was replaced

@@ -8,12 +8,14 @@ run of the check lists them all:
 - a file that cannot be read as ROOT (missing, truncated, corrupt): an error, or with
   ``skip_bad_files`` a skipped file listed in the report;
 - a ROOT file without any key (a writer that stopped before its first event) or a tree
-  with zero entries: a warning; the file contains no events and is left out or gives no chunk;
+  with zero entries: a warning. Such a file contains no events, so it is left out or gives
+  no chunk;
 - a tree name not in the file, branches the selections or the normalisation read, a
   truth sidecar that is missing or not aligned with its data file: errors;
 - DeepJet inputs: taken from the stored ``Jet_DeepJet_*`` branches, else derived from the
-  PF candidates; a file with neither is an error listing the missing branches (or a
-  warning with ``missing_inputs="warn"``, and the run fills only the stored discriminators);
+  PF candidates. A file with neither is an error that lists the missing branches. With
+  ``missing_inputs="warn"`` it is a warning instead, and the run fills only the stored
+  discriminators for that file;
 - triggers: those of a selection channel that a file lacks give a warning, and a file
   with none of them is an error, because the selection cannot run on it;
 - metadata keys that look like misspelt known keys give a warning.
@@ -130,8 +132,8 @@ class PreflightReport:
 
         A simulated dataset that lost skipped files drops its metadata ``sumw``, so the run
         normalises it with the sum of genWeight of the files it processed. For collision
-        data the metadata ``lumi`` still counts the skipped files, which only the user can
-        correct, so a warning says so.
+        data the metadata ``lumi`` still counts the skipped files. Only the user can correct
+        that, so a warning names the dataset.
         """
         treeless = {path for path in self.empty_files if not self.headers[path].has_tree}
         kept: dict[str, Dataset] = {}
@@ -178,7 +180,14 @@ def listing(names: Sequence[str], *, limit: int = LIST_LIMIT) -> str:
 
 
 class BadFileError(OSError):
-    """An input file that cannot be opened or read as ROOT; the message names the file."""
+    """An input file that cannot be opened or read as ROOT; the message names the file.
+
+    ``problem`` is the message without the advice on what to do.
+    """
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"{problem}. Copy it again, remove it from the fileset, or pass --skip-bad-files to go on without it")
+        self.problem = problem
 
 
 def read_header(path: str, treename: str) -> FileHeader:
@@ -204,8 +213,7 @@ def read_header(path: str, treename: str) -> FileHeader:
     except Exception as error:  # noqa: BLE001 - uproot raises many types for damaged files
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise BadFileError(
-            f"{path} cannot be read as a ROOT file ({type(error).__name__}: {reason}); it is missing, truncated or corrupt. "
-            "Copy it again, remove it from the fileset, or pass --skip-bad-files to go on without it"
+            f"{path} cannot be read as a ROOT file ({type(error).__name__}: {reason}); it is missing, truncated or corrupt"
         ) from error
     renamed = alias_map(names)
     return FileHeader(path, treename, entries, frozenset(renamed.get(n, n) for n in names), renamed)
@@ -272,8 +280,8 @@ def _read_headers(report: PreflightReport, name: str, files: Mapping[str, str], 
             header = read_header(path, tree)
         except BadFileError as error:
             if skip_bad_files:
-                report.skipped_files[path] = str(error)
-                report.add("warning", name, f"skipped unreadable file: {error}", [path])
+                report.skipped_files[path] = error.problem
+                report.add("warning", name, f"skipped: {error.problem}", [path])
             else:
                 report.add("error", name, str(error), [path])
             continue
@@ -304,7 +312,7 @@ def _check_branches(report: PreflightReport, name: str, headers: list[FileHeader
     required = [*EVENT_BRANCHES, *SELECTION_BRANCHES, *(() if is_data else SIMULATION_BRANCHES)]
     for missing, files in _missing_by_files(headers, required).items():
         hint = " (simulation needs them; mark the dataset is_data if it is collision data)" if set(missing) <= set(SIMULATION_BRANCHES) else ""
-        report.add("error", name, f"branches missing: {listing(missing)}{hint}; use NanoAOD files that have them", files)
+        report.add("error", name, f"branches missing: {', '.join(missing)}{hint}; use NanoAOD files that have them", files)
     for _missing, files in _missing_by_files(headers, [STORED_BRANCH]).items():
         report.add("warning", name, f"no {STORED_BRANCH}, so model 'stored' gets no values from these files", files)
 
@@ -407,7 +415,7 @@ def _check_truth(report: PreflightReport, name: str, metadata: DatasetMetadata, 
 def run_report(*, preflight: PreflightReport, raw: Mapping[str, Any], chunks: Mapping[str, int] | None = None) -> dict[str, Any]:
     """Build the JSON-ready report of a run: checks, skipped and failed files, chunks, sanitised inputs.
 
-    ``raw`` is the processor output summed over the chunks; its ``failed_files`` (chunks
+    ``raw`` is the processor output summed over the chunks. Its ``failed_files`` (chunks
     that failed while processing, from the scale-out guard) and ``n_sanitized`` (NaN and
     infinite DeepJet inputs replaced, per dataset) are copied when present.
     """

@@ -132,7 +132,8 @@ class CalibrationProcessor(processor.ProcessorABC):
 
         event_ids = np.concatenate([p.event for p in all_probes])
         jet_ids = np.concatenate([p.jet for p in all_probes])
-        values = self._model_values(events, event_ids, jet_ids, run_taggers=reason is None, source=source)
+        values = self._model_values(events, event_ids, jet_ids, run_taggers=reason is None, source=source,
+                                    sanitized=output["n_sanitized"])
         jets = probe_kinematics(events, event_ids, jet_ids, is_data=is_data, source=source)
         truth = truth_flavours(metadata, event_ids, jet_ids, n_jets=ak.num(events.Jet, axis=1))
 
@@ -172,7 +173,8 @@ class CalibrationProcessor(processor.ProcessorABC):
         return accumulator
 
     def _model_values(
-        self, events: Any, event_ids: np.ndarray, jet_ids: np.ndarray, *, run_taggers: bool, source: str
+        self, events: Any, event_ids: np.ndarray, jet_ids: np.ndarray, *, run_taggers: bool, source: str,
+        sanitized: dict[str, int] | None = None,
     ) -> dict[str, dict[str, np.ndarray]]:
         """Discriminators of every model on the probe jets, rows in the order given."""
         values = {STORED_MODEL: stored_discriminators(events, event_ids, jet_ids, source=source)}
@@ -185,6 +187,8 @@ class CalibrationProcessor(processor.ProcessorABC):
         counts = np.bincount(unique_events, minlength=len(events))
         jet_index = ak.unflatten(unique_jets, counts)
         inputs = build_deepjet_inputs(events, jet_index)
+        if sanitized is not None:  # NaN and infinite inputs replaced, for the run report
+            sanitized[events.metadata["dataset"]] = inputs.n_sanitized
         order = match_rows(inputs.event_index, inputs.jet_index, unique_events, unique_jets, source=source)
         for name, model_source in self.models.items():
             tagger = cached_tagger(model_source, self.device)
@@ -205,6 +209,7 @@ def empty_output(dataset: str, selections: Sequence[Selection]) -> dict[str, Any
         "cutflow": {dataset: cutflow},
         "sumw": {dataset: 0.0},
         "n_events": {dataset: 0},
+        "n_sanitized": {dataset: 0},
         "skipped_models": set(),
     }
 

@@ -109,7 +109,7 @@ class ChunkStore:
         """Create the folder for a run; returns how many saved chunks a resume may reuse.
 
         Without ``resume`` the chunks of an earlier run are deleted. With ``resume`` the
-        manifest must carry the same fingerprint, else :class:`ResumeError` says what to do.
+        manifest must carry the same fingerprint, else :class:`ResumeError` is raised with what to do instead.
         A resume into a folder that holds other outputs but no manifest raises too, because
         nothing can be resumed and the outputs would be overwritten.
         """
@@ -172,7 +172,7 @@ class ResumableProcessor(ProcessorABC):
         self, processor: ProcessorABC, *, out: str | Path, resume: bool = False, fingerprint: str | None = None
     ) -> None:
         self.processor = processor
-        self.out = str(out)
+        self.out = str(Path(out).resolve())  # workers may run in another working folder
         self.resume = resume
         self.fingerprint = fingerprint
         self.summary: dict[str, int] = {}

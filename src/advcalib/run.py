@@ -12,7 +12,6 @@ writing ``manifest.json``, the list of files it wrote (see :mod:`advcalib.manife
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,12 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coffea.util import save
 from pydantic import BaseModel, ConfigDict, Field
 
 from advcalib import divergence, efficiency, manifest, plotting, scalefactors
+from advcalib.atomic import save_atomic, write_json_atomic
 from advcalib.fileset import Dataset, coffea_fileset, load_fileset
+from advcalib.naming import AliasedPFNanoAODSchema
+from advcalib.preflight import check_fileset, run_report
 from advcalib.processor import DEFAULT_MODELS, STORED_MODEL, CalibrationProcessor, cached_tagger
+from advcalib.resume import ChunkStore, ResumableProcessor
 from advcalib.scaleout import FAILED_FILES_KEY, ExecutorOptions, run_processor
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class RunConfig(BaseModel):
     limit_files: int | None = Field(None, gt=0, description="at most this many files per dataset")
     lumi: float | None = Field(None, gt=0, description="luminosity in /pb; default: from the data datasets")
     force: bool = Field(False, description="write into a non-empty output folder")
+    resume: bool = Field(False, description="reuse the finished chunks of an interrupted run saved in out/.chunks")
     device: str | None = Field(None, description="torch device of the taggers; default CUDA when available")
 
 
@@ -104,16 +107,22 @@ def run_calibration(config: RunConfig) -> RunSummary:
     The fileset, the luminosity and every model are checked before the output folder is
     created or cleared, so a run that fails on them leaves the folder as it was.
     """
-    check_output(config.out, force=config.force)
+    check_output(config.out, force=config.force or config.resume)
     datasets = calibration_datasets(load_fileset(config.fileset))
     resolve_lumi(datasets, config.lumi)  # a missing luminosity fails before any event is read
     for name, source in config.models.items():
         logger.info("model %s: %s", name, source)
         cached_tagger(source, config.device)  # fails here, before any event is read
+    preflight = check_fileset(datasets, need_deepjet_inputs=bool(config.models), missing_inputs="warn",
+                              skip_bad_files=config.scaleout.skip_bad_files, limit_files=config.limit_files)
+    preflight.raise_for_errors()  # reads only file headers, so it too fails before any event is read
     created = not config.out.exists()
-    prepare_output(config.out, force=config.force, keep=(config.fileset.parent,))
+    if config.resume:  # keep the saved chunks; ResumableProcessor checks that they belong to this run
+        config.out.mkdir(parents=True, exist_ok=True)
+    else:
+        prepare_output(config.out, force=config.force, keep=(config.fileset.parent,))
     summary = RunSummary(out=config.out)
-    state: dict[str, Any] = {"config": config, "datasets": datasets}
+    state: dict[str, Any] = {"config": config, "datasets": preflight.usable(datasets), "preflight": preflight}
     _run_recorded(STEPS, state, summary, created=created)
     return summary
 
@@ -187,8 +196,11 @@ def step_process(state: dict[str, Any], summary: RunSummary) -> None:
     fileset = coffea_fileset(state["datasets"], limit_files=config.limit_files)
     instance = CalibrationProcessor(models=config.models, device=config.device)
     models = [source for name, source in config.models.items() if name != STORED_MODEL]
-    state["raw"] = run_processor(instance, fileset, config.scaleout, models=models)
+    resumable = ResumableProcessor(instance, out=config.out, resume=config.resume)
+    resumable.prepare()
+    state["raw"] = run_processor(resumable, fileset, config.scaleout, models=models, schema=AliasedPFNanoAODSchema)
     state["selections"] = instance.selections
+    state["chunks"] = resumable.summary
 
 
 def step_normalise(state: dict[str, Any], summary: RunSummary) -> None:
@@ -273,8 +285,13 @@ def scale_dataset(hists: Mapping[str, Any], dataset: str, norm: float) -> None:
 def step_save(state: dict[str, Any], summary: RunSummary) -> None:
     out = summary.out
     result = state["result"]
-    save(result, out / "hists.coffea")
-    (out / "cutflow.json").write_text(json.dumps(result["cutflow"], indent=2) + "\n")
+    if "preflight" in state:
+        report = run_report(preflight=state["preflight"], raw=state["raw"], chunks=state.get("chunks"))
+        result[FAILED_FILES_KEY] = report["failed_files"]
+        write_json_atomic(out / "run_report.json", report)
+    save_atomic(result, out / "hists.coffea")
+    write_json_atomic(out / "cutflow.json", result["cutflow"])
+    ChunkStore(out).remove()  # hists.coffea now holds what the per-chunk outputs held
     summary.files += [out / "hists.coffea", out / "cutflow.json"]
 
 

@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_common(run_parser)
     run_parser.add_argument("--limit-files", type=int, default=None, metavar="N", help="process at most N files per dataset")
     run_parser.add_argument("--lumi", type=float, default=None, help="luminosity in /pb (default: from the data datasets)")
+    run_parser.add_argument("--resume", action="store_true",
+                            help="continue an interrupted run in --out, reusing its finished chunks (same options needed)")
     run_parser.set_defaults(func=run_command)
 
     demo_parser = subparsers.add_parser("demo", help="generate the demo sample and calibrate the packaged models on it")
@@ -72,7 +74,7 @@ def _config(args: argparse.Namespace, fileset: Path, *, lumi: float | None = Non
     return RunConfig(
         fileset=fileset, out=args.out, models=parse_models(args.model, stored_only=args.stored_only),
         scaleout=options_from_args(args).model_copy(update={"status": not args.no_progress}),
-        limit_files=limit_files, lumi=lumi, force=args.force, device=args.device,
+        limit_files=limit_files, lumi=lumi, force=args.force, device=args.device, resume=getattr(args, "resume", False),
     )
 
 
