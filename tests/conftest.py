@@ -6,6 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI sets HYPOTHESIS_PROFILE=ci: the same examples on every run, so a failure reproduces.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 REPO = Path(__file__).resolve().parents[1]
 #: Real CMS files sit in ``shared/`` beside the checkout; ADVCALIB_SHARED overrides it.
