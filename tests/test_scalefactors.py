@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -324,6 +325,9 @@ def test_cli_scalefactors(tmp_path, capsys):
     assert "closure pulls" in output
     for name in ("sf_toy.json.gz", "diagnostics.json", "closure.json", "sf_toy_ctag.png", "closure_pulls_toy.png"):
         assert (tmp_path / "out" / name).is_file(), name
+    for name in ("diagnostics.json", "closure.json"):
+        text = (tmp_path / "out" / name).read_text()
+        json.loads(text, parse_constant=lambda token: pytest.fail(f"{name} contains {token}, which strict JSON rejects"))
 
 
 def test_cli_rejects_missing_file(tmp_path, capsys):

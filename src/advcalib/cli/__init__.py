@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 
 import pydantic
 
@@ -45,7 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging(verbosity: int) -> None:
-    """Send advcalib's log records to stderr; the library itself only creates loggers."""
+    """Send advcalib's log records to stderr; the library itself only creates loggers.
+
+    coffea's schema warns once per file about cross-references to collections a file
+    does not store (FatJet, Photon, ...); advcalib reads none of them, so below -vv
+    these warnings are hidden.
+    """
+    if verbosity < 2:
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"coffea\.nanoevents\.schemas")
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("advcalib").setLevel(logging.INFO if verbosity == 0 else level)
@@ -84,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print(f"advcalib {args.command}: interrupted; outputs written so far are complete files", file=sys.stderr)
+        print(f"advcalib {args.command}: interrupted; outputs written so far are complete files "
+              "(advcalib run continues from its finished chunks with --resume)", file=sys.stderr)
         return 130
     except USER_ERRORS as error:
         if args.verbose >= 2:

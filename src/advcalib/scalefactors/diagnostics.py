@@ -10,13 +10,12 @@ Plots per model:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from advcalib.atomic import write_text_atomic
+from advcalib.outputs import write_json_atomic
 from advcalib.scalefactors.derive import ModelScaleFactors, ShapeScaleFactors
 from advcalib.scalefactors.templates import MC_FLAVOURS
 
@@ -44,8 +43,8 @@ def fit_record(shape: ShapeScaleFactors) -> dict:
 
 
 def write_json(data: dict, path: Path) -> Path:
-    """Write ``data`` as indented JSON, atomically; NaN is kept as the ``NaN`` token that Python's json reads."""
-    return write_text_atomic(path, json.dumps(data, indent=1, allow_nan=True))
+    """Write ``data`` as strict JSON, atomically; NaN and infinities become ``null``."""
+    return write_json_atomic(path, data)
 
 
 def plot_model(sfs: ModelScaleFactors, out_dir: Path, closure: dict | None = None) -> list[Path]:
