@@ -1,8 +1,8 @@
 """Command-line interface: ``advcalib SUBCOMMAND ...``.
 
-Each subcommand lives in its own module of this package, which defines
-``register(subparsers)``; the module adds its parser and sets ``func`` to a callable
-that takes the parsed arguments and returns the exit code.
+Each subcommand lives in its own module of this package. The module defines
+``register(subparsers)``, which adds its parser and sets ``func`` to a callable that takes
+the parsed arguments and returns the exit code.
 """
 
 from __future__ import annotations
@@ -48,15 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
 def configure_logging(verbosity: int) -> None:
     """Send advcalib's log records to stderr; the library itself only creates loggers.
 
-    coffea's schema warns once per file about cross-references to collections a file
-    does not store (FatJet, Photon, ...); advcalib reads none of them, so below -vv
-    these warnings are hidden.
+    coffea's schema warns once per file about cross-references to collections that the
+    file does not store (FatJet, Photon, ...). advcalib reads none of them, so these
+    warnings are hidden below -vv.
     """
     if verbosity < 2:
         warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"coffea\.nanoevents\.schemas")
-    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    # Other libraries log warnings by default; advcalib's own progress is shown at INFO.
+    if verbosity >= 2:
+        level = logging.DEBUG
+    elif verbosity == 1:
+        level = logging.INFO
+    else:
+        level = logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("advcalib").setLevel(logging.INFO if verbosity == 0 else level)
+    logging.getLogger("advcalib").setLevel(min(level, logging.INFO))
 
 
 #: Errors that come from the user's input (files, options, models); shown without a traceback.
@@ -66,7 +72,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def describe_error(error: BaseException) -> str:
-    """One readable message for a user error; pydantic errors list each invalid field."""
+    """Format a user error as one line; for pydantic errors, list each invalid field."""
     if isinstance(error, pydantic.ValidationError):
         fields = "; ".join(
             f"{'.'.join(str(part) for part in item['loc']) or 'value'}: {item['msg']}" for item in error.errors()
