@@ -19,6 +19,17 @@ REAL_DATA = SHARED / "data" / "real"
 CMS_MODELS = SHARED / "models"
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread, as timings and results on a shared CPU need."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real CMS file {path} not found; place the shared data folder beside the checkout or set ADVCALIB_SHARED")

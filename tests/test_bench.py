@@ -17,12 +17,7 @@ from advcalib.models import DeepJet
 from conftest import CMS_MODELS
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_deepjet_flops_by_hand():

@@ -73,11 +73,7 @@ def plot_rocs(result: Evaluation, labels: np.ndarray, out_dir: Path) -> list[Pat
             ax.set_ylim(1e-4, 1)
             ax.set_title(f"{model}: {disc}", loc="left")
             ax.legend(fontsize="x-small", loc="lower right")
-            fig.tight_layout()
-            path = out_dir / f"roc_{model}_{disc}.png"
-            fig.savefig(path, dpi=100)
-            plt.close(fig)
-            paths.append(path)
+            paths.append(_save(fig, out_dir / f"roc_{model}_{disc}.png"))
     return paths
 
 
@@ -107,9 +103,12 @@ def plot_features(result: Evaluation, out_dir: Path) -> list[Path]:
             ax.set_ylabel("jets")
             ax.set_title(model, loc="left")
             ax.legend(fontsize="xx-small", ncol=2)
-            fig.tight_layout()
-            path = out_dir / f"feature_{model}_{feature}.png"
-            fig.savefig(path, dpi=100)
-            plt.close(fig)
-            paths.append(path)
+            paths.append(_save(fig, out_dir / f"feature_{model}_{feature}.png"))
     return paths
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

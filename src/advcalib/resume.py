@@ -110,7 +110,7 @@ class ChunkStore:
 
         Without ``resume`` the chunks of an earlier run are deleted. With ``resume`` the
         manifest must carry the same fingerprint, else :class:`ResumeError` is raised with what to do instead.
-        A resume into a folder that holds other outputs but no manifest raises too, because
+        A resume into a folder that contains other outputs but no manifest raises too, because
         nothing can be resumed and the outputs would be overwritten.
         """
         self.directory.parent.mkdir(parents=True, exist_ok=True)

@@ -291,7 +291,7 @@ def step_save(state: dict[str, Any], summary: RunSummary) -> None:
         write_json_atomic(out / "run_report.json", report)
     save_atomic(result, out / "hists.coffea")
     write_json_atomic(out / "cutflow.json", result["cutflow"])
-    ChunkStore(out).remove()  # hists.coffea now holds what the per-chunk outputs held
+    ChunkStore(out).remove()  # hists.coffea now contains what the per-chunk outputs contained
     summary.files += [out / "hists.coffea", out / "cutflow.json"]
 
 

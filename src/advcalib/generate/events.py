@@ -48,7 +48,7 @@ def triggers(rng: np.random.Generator, muons: Table, electrons: Table, n: int) -
 
     Each leg fires with an efficiency of 92-94 %. The trigger names come from the
     ``triggers`` cut of :data:`advcalib.selections.cuts.CUT_TABLES`, so a generated file
-    has every path a selection asks for. All paths of one family (the triggers of one
+    has every path that a selection reads. All paths of one family (the triggers of one
     channel) fire on the same condition, because the selections take the OR of a family
     and the sample needs no per-path difference. For example ``HLT_IsoMu27`` fires like
     ``HLT_IsoMu24``.

@@ -115,7 +115,7 @@ def training_outputs(out_dir: Path) -> list[Path]:
 def prepare_training_folder(out_dir: Path, *, force: bool, resume: Path | None) -> list[Path]:
     """Check that training may write into ``out_dir``; with ``force``, remove the earlier run's outputs.
 
-    A folder that holds checkpoints is rejected unless ``resume`` is given, which
+    A folder that contains checkpoints is rejected unless ``resume`` is given, which
     continues in place, or ``force``, which removes the earlier checkpoints and history
     files first, so no epoch of the earlier run stays beside the new ones. The input
     cache and the synthetic sample are kept. Returns the removed files.
